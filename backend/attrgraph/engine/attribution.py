@@ -1,0 +1,410 @@
+"""trace(): a prompt and its targets in, an attribution graph out.
+
+1. One forward pass of the linearised replacement model (replacement.py), kept for reuse.
+2. Rows: for each target (a logit, then features), its direct effect from every source. A batch of
+   targets is one backward pass with `is_grads_batched`: each batch row injects one target's read
+   direction at its (layer, position), and the gradients at the write sites dotted with what each
+   source wrote there are the edge weights.
+3. With `max_feature_nodes`, features are visited in order of their current estimated influence on
+   the logits, re-ranked every `update_interval` batches, so a capped graph holds the features that
+   matter most.
+4. Each row is kept sparse (nonzeros, optionally only the largest `max_edges_per_target`), so memory
+   grows with the edges kept. What a row drops is recorded, so edges + bias + unexplored still sum
+   to the target's value.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedTokenizerBase
+
+import attrgraph
+from attrgraph.engine.graph import Graph, LogitTarget
+from attrgraph.engine.replacement import ForwardCache, ReplacementModel
+from attrgraph.engine.targets import (
+    TargetSpec,
+    select_targets,
+    target_biases,
+    target_directions,
+)
+from attrgraph.engine.transcoders.base import TranscoderSet
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class PromptError(ValueError):
+    """The prompt cannot be traced (empty, or longer than the model accepts)."""
+
+
+class TraceableModel(Protocol):
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    model_id: str
+    revision: str
+
+
+@dataclass(frozen=True)
+class TraceSettings:
+    max_n_logits: int = 10
+    desired_logit_prob: float = 0.95
+    max_feature_nodes: int | None = None  # None: every active feature becomes a node
+    batch_size: int = 64  # targets per backward pass
+    max_edges_per_target: int | None = 4096  # None: keep every nonzero edge
+    update_interval: int = 4  # batches between influence re-rankings
+    exclude_bos_features: bool = True
+    compute_bias_terms: bool = True  # one extra replayed forward pass; needed for exact completeness
+
+    def __post_init__(self) -> None:
+        if self.max_n_logits < 1:
+            raise ValueError("max_n_logits must be at least 1")
+        if not 0.0 < self.desired_logit_prob <= 1.0:
+            raise ValueError("desired_logit_prob must be in (0, 1]")
+        if self.max_feature_nodes is not None and self.max_feature_nodes < 0:
+            raise ValueError("max_feature_nodes must be >= 0")
+        if self.batch_size < 1 or self.update_interval < 1:
+            raise ValueError("batch_size and update_interval must be >= 1")
+        if self.max_edges_per_target is not None and self.max_edges_per_target < 1:
+            raise ValueError("max_edges_per_target must be >= 1")
+
+
+def tokenize(tokenizer: PreTrainedTokenizerBase, prompt: str | Sequence[int]) -> list[int]:
+    if isinstance(prompt, str):
+        ids = [int(i) for i in tokenizer(prompt)["input_ids"]]
+    else:
+        ids = [int(i) for i in prompt]
+    if not ids:
+        raise PromptError("the prompt is empty")
+    return ids
+
+
+def trace(
+    lm: TraceableModel,
+    transcoders: TranscoderSet,
+    prompt: str | Sequence[int],
+    *,
+    targets: TargetSpec | None = None,
+    settings: TraceSettings | None = None,
+    progress: ProgressCallback | None = None,
+) -> Graph:
+    """Compute the attribution graph of `prompt` (text, or token ids) for the chosen targets."""
+    settings = settings or TraceSettings()
+    report = progress or (lambda phase, done, total: None)
+    token_ids = tokenize(lm.tokenizer, prompt)
+    max_positions = getattr(lm.model.config, "max_position_embeddings", None) or getattr(
+        lm.model.config, "n_positions", None
+    )
+    if max_positions is not None and len(token_ids) > int(max_positions):
+        raise PromptError(f"the prompt has {len(token_ids)} tokens; the model accepts at most {max_positions}")
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    replacement = ReplacementModel(lm.model, transcoders)
+    device = next(lm.model.parameters()).device
+    exclude = int(settings.exclude_bos_features and token_ids[0] == lm.tokenizer.bos_token_id)
+    with torch.enable_grad():
+        report("forward", 0, 1)
+        cache = replacement.run(
+            torch.tensor(token_ids, device=device), exclude_positions=exclude, record=settings.compute_bias_terms
+        )
+        report("forward", 1, 1)
+        timings["forward_s"] = time.perf_counter() - started
+        logit_targets = select_targets(
+            lm.tokenizer,
+            cache.logits[-1],
+            targets or TargetSpec(),
+            max_n_logits=settings.max_n_logits,
+            desired_logit_prob=settings.desired_logit_prob,
+        )
+        builder = _RowBuilder(replacement, cache, logit_targets, settings)
+        builder.run(report)
+        timings["attribution_s"] = time.perf_counter() - started - timings["forward_s"]
+    graph = builder.graph(
+        prompt=prompt if isinstance(prompt, str) else lm.tokenizer.decode(token_ids),
+        tokens=[lm.tokenizer.decode([t]) for t in token_ids],
+        model_id=f"{lm.model_id}@{lm.revision}" if lm.revision else lm.model_id,
+        transcoder_id=f"{transcoders.name}@{transcoders.revision}" if transcoders.revision else transcoders.name,
+    )
+    timings["total_s"] = time.perf_counter() - started
+    graph.stats.update(timings)
+    graph.settings = {**asdict(settings), "engine_version": attrgraph.__version__}
+    return graph
+
+
+class _RowBuilder:
+    """Computes and stores target rows for one cached forward pass.
+
+    Build-time index space ("keys"): columns are [active features | errors | tokens]; a target row is
+    keyed by its feature column, or by n_cols + i for logit target i.
+    """
+
+    def __init__(
+        self, rm: ReplacementModel, cache: ForwardCache, targets: list[LogitTarget], settings: TraceSettings
+    ) -> None:
+        self.rm, self.cache, self.targets, self.settings = rm, cache, targets, settings
+        tc = rm.transcoders
+        self.n_layers, self.n_pos = rm.n_layers, int(cache.token_ids.shape[0])
+        acts = cache.activations
+        self.feat_layer = torch.cat(
+            [torch.full_like(a.positions, layer) for layer, a in enumerate(acts)]
+        ).cpu()
+        self.feat_pos = torch.cat([a.positions for a in acts]).cpu()
+        self.feat_idx = torch.cat([a.features for a in acts]).cpu()
+        self.feat_act = torch.cat([a.values for a in acts]).float().cpu()
+        self.n_feat = int(self.feat_idx.shape[0])
+        self.layer_start = [0]
+        for a in acts:
+            self.layer_start.append(self.layer_start[-1] + int(a.features.shape[0]))
+        self.error_start = self.n_feat
+        self.token_start = self.n_feat + self.n_layers * self.n_pos
+        self.n_cols = self.token_start + self.n_pos
+        self.decoders = [_PaddedDecoders.build(tc, layer, a, self.n_pos) for layer, a in enumerate(acts)]
+        self.resid0 = cache.resid0.detach()[0].float()  # (pos, d_model)
+        self.errors = [e.float() for e in cache.errors]
+        self.directions = target_directions(rm.adapter.unembed_weight, targets).to(cache.final_hidden.device)
+        self.visited = torch.zeros(self.n_feat, dtype=torch.bool)
+        self.keys: list[Tensor] = []  # per stored row: (kept,) target key
+        self.cols: list[Tensor] = []
+        self.vals: list[Tensor] = []
+        self.row_info: dict[int, tuple[float, float, float]] = {}  # key -> (value, abs total, row sum)
+
+    # -- orchestration ----------------------------------------------------------------------
+
+    def run(self, report: ProgressCallback) -> None:
+        s = self.settings
+        n_logits = len(self.targets)
+        for start in range(0, n_logits, s.batch_size):
+            idx = list(range(start, min(start + s.batch_size, n_logits)))
+            final = self.cache.final_hidden.detach()[0, -1].float()
+            positions = torch.full((len(idx),), self.n_pos - 1)
+            self._rows(self.n_layers, positions, self.directions[idx], [self.n_cols + i for i in idx])
+            for i in idx:
+                value = float(self.directions[i] @ final) + float(
+                    target_biases(self.rm.adapter.unembed_bias, [self.targets[i]])[0]
+                )
+                self._set_value(self.n_cols + i, value)
+        budget = self.n_feat if s.max_feature_nodes is None else min(s.max_feature_nodes, self.n_feat)
+        report("features", 0, budget)
+        done = 0
+        while done < budget:
+            if budget == self.n_feat:
+                chosen = torch.arange(self.n_feat)  # everything: influence order is irrelevant
+            else:
+                order = self._influence_estimate().argsort(descending=True, stable=True)
+                order = order[~self.visited[order]]
+                chosen = order[: min(s.batch_size * s.update_interval, budget - done)]
+            for batch in self._batches_by_layer(chosen):
+                self._feature_rows(batch)
+                done += len(batch)
+                report("features", done, budget)
+        if s.compute_bias_terms:
+            self._bias_terms = self._compute_bias_terms()
+
+    def _batches_by_layer(self, chosen: Tensor) -> list[Tensor]:
+        chosen = chosen.sort().values  # column order is (layer, pos, feature) order
+        layers = self.feat_layer[chosen]
+        batches = []
+        for layer in layers.unique().tolist():
+            members = chosen[layers == layer]
+            batches.extend(members.split(self.settings.batch_size))
+        return batches
+
+    def _feature_rows(self, batch: Tensor) -> None:
+        layer = int(self.feat_layer[batch[0]])
+        tc = self.rm.transcoders
+        enc = tc.encoder_vectors(layer, self.feat_idx[batch].to(tc.device)).float()  # (B, d_model)
+        self._rows(layer, self.feat_pos[batch], enc, batch.tolist())
+        x = self.cache.tc_inputs[layer].detach()[0, self.feat_pos[batch]]  # (B, d_model)
+        pre = tc.pre_activations(layer, x).float()  # (B, d_transcoder)
+        values = pre[torch.arange(len(batch)), self.feat_idx[batch].to(pre.device)]
+        for key, value in zip(batch.tolist(), values.tolist(), strict=True):
+            self._set_value(key, value)
+        self.visited[batch] = True
+
+    def _set_value(self, key: int, value: float) -> None:
+        _, abs_total, row_sum = self.row_info[key]
+        self.row_info[key] = (value, abs_total, row_sum)
+
+    # -- one batch of rows ------------------------------------------------------------------
+
+    def _rows(self, layer: int, positions: Tensor, vectors: Tensor, keys: list[int]) -> None:
+        """Edges into targets that read `vectors` at (`layer`, `positions`); layer n_layers = logits."""
+        cache = self.cache
+        out = cache.final_hidden if layer == self.n_layers else cache.tc_inputs[layer]
+        batch = len(keys)
+        inject = torch.zeros((batch, *out.shape), dtype=out.dtype, device=out.device)  # (B, 1, pos, d)
+        inject[torch.arange(batch), 0, positions.to(out.device)] = vectors.to(out.dtype)
+        inputs = [cache.resid0, *cache.write_leaves[:layer]]
+        grads = torch.autograd.grad(
+            [out], inputs, grad_outputs=[inject], retain_graph=True, is_grads_batched=True, allow_unused=True
+        )
+        rows = torch.zeros(batch, self.n_cols, device=out.device)
+        g0 = _grad_or_zeros(grads[0], inject)[:, 0].float()  # (B, pos, d_model)
+        rows[:, self.token_start :] = torch.einsum("bpd,pd->bp", g0, self.resid0)
+        write_grads = [_grad_or_zeros(g, inject)[:, 0].float() for g in grads[1:]]
+        for source, g in enumerate(write_grads):
+            col = self.error_start + source * self.n_pos
+            rows[:, col : col + self.n_pos] = torch.einsum("bpd,pd->bp", g, self.errors[source])
+        for source in range(layer):
+            decoders = self.decoders[source]
+            if decoders is None:
+                continue
+            edges = decoders.edges(write_grads[source:layer])  # (n_source_features, B)
+            rows[:, self.layer_start[source] : self.layer_start[source + 1]] = edges.T
+        self._store(rows, keys)
+
+    def _store(self, rows: Tensor, keys: list[int]) -> None:
+        cap = self.settings.max_edges_per_target
+        abs_rows = rows.abs()
+        # float64 sums: the unexplored remainder is a difference of two large sums.
+        totals = abs_rows.double().sum(1).tolist()
+        for i, key in enumerate(keys):
+            cols = abs_rows[i].nonzero(as_tuple=True)[0]
+            dropped = 0.0
+            if cap is not None and cols.numel() > cap:
+                keep = abs_rows[i, cols].topk(cap).indices
+                mask = torch.ones(cols.numel(), dtype=torch.bool, device=cols.device)
+                mask[keep] = False
+                dropped = float(rows[i, cols[mask]].double().sum())
+                cols = cols[keep]
+            self.keys.append(torch.full((cols.numel(),), key, dtype=torch.int64))
+            self.cols.append(cols.cpu())
+            self.vals.append(rows[i, cols].cpu())
+            self.row_info[key] = (0.0, totals[i], dropped)
+
+    # -- influence-guided exploration -------------------------------------------------------
+
+    def _influence_estimate(self) -> Tensor:
+        """Estimated influence on the logits of every feature column, from the rows so far."""
+        keys, cols, vals = torch.cat(self.keys), torch.cat(self.cols), torch.cat(self.vals)
+        size = self.n_cols + len(self.targets)
+        totals = torch.zeros(size)
+        for key, (_, abs_total, _) in self.row_info.items():
+            totals[key] = abs_total
+        weights = vals.abs() / totals[keys].clamp_min(1e-10)
+        current = torch.zeros(size)
+        current[self.n_cols :] = torch.tensor([t.probability for t in self.targets])
+        influence = torch.zeros(size)
+        for _ in range(4 * (self.n_layers + 3)):
+            current = torch.zeros(size).index_add_(0, cols, current[keys] * weights)
+            if not bool(current.any()):
+                break
+            influence += current
+        return influence[: self.n_feat]
+
+    # -- bias terms ---------------------------------------------------------------------------
+
+    def _compute_bias_terms(self) -> dict[int, float]:
+        """Each target's value with every source (embeddings, features, errors) set to zero."""
+        rm, cache = self.rm, self.cache
+        tc = rm.transcoders
+        zero = torch.zeros_like(cache.resid0.detach()[0])
+        writes = [tc.layer(layer).b_dec.expand_as(zero).to(zero.dtype) for layer in range(self.n_layers)]
+        tc_inputs, final = rm.replay(cache, resid0=zero, writes=writes)
+        biases: dict[int, float] = {}
+        logit_bias = target_biases(rm.adapter.unembed_bias, self.targets)
+        for i in range(len(self.targets)):
+            biases[self.n_cols + i] = float(self.directions[i] @ final[-1].float()) + float(logit_bias[i])
+        visited = self.visited.nonzero(as_tuple=True)[0]
+        for layer in range(self.n_layers):
+            members = visited[self.feat_layer[visited] == layer]
+            if members.numel() == 0:
+                continue
+            pre = tc.pre_activations(layer, tc_inputs[layer][self.feat_pos[members]]).float()
+            values = pre[torch.arange(members.numel()), self.feat_idx[members].to(pre.device)]
+            biases.update(zip(members.tolist(), values.tolist(), strict=True))
+        return biases
+
+    # -- the final graph ----------------------------------------------------------------------
+
+    def graph(self, *, prompt: str, tokens: list[str], model_id: str, transcoder_id: str) -> Graph:
+        selected = self.visited.nonzero(as_tuple=True)[0]
+        n_sel = int(selected.numel())
+        n_logits = len(self.targets)
+        # Build keys -> final node indices.
+        remap = torch.full((self.n_cols + n_logits,), -1, dtype=torch.int64)
+        remap[selected] = torch.arange(n_sel)
+        remap[self.n_feat : self.n_cols] = torch.arange(n_sel, n_sel + self.n_cols - self.n_feat)
+        remap[self.n_cols :] = torch.arange(n_sel + self.n_cols - self.n_feat, n_sel + self.n_cols - self.n_feat + n_logits)
+        n_nodes = n_sel + self.n_cols - self.n_feat + n_logits
+        keys, cols, vals = torch.cat(self.keys), torch.cat(self.cols), torch.cat(self.vals).float()
+        targets, sources = remap[keys], remap[cols]
+        kept = sources >= 0
+        target_values = torch.zeros(n_nodes)
+        abs_totals = torch.zeros(n_nodes)
+        unexplored = torch.zeros(n_nodes)
+        bias_terms = torch.zeros(n_nodes)
+        biases = getattr(self, "_bias_terms", {})
+        # Edges from features that did not become nodes move into `unexplored` too.
+        outside = torch.zeros(n_nodes, dtype=torch.float64).index_add_(
+            0, targets[~kept], vals[~kept].double()
+        )
+        for key, (value, abs_total, dropped) in self.row_info.items():
+            node = int(remap[key])
+            target_values[node] = value
+            abs_totals[node] = abs_total
+            unexplored[node] = dropped + float(outside[node])
+            bias_terms[node] = biases.get(key, float("nan"))
+        features = torch.stack([self.feat_layer[selected], self.feat_pos[selected], self.feat_idx[selected]], 1)
+        return Graph(
+            prompt=prompt,
+            token_ids=[int(t) for t in self.cache.token_ids.tolist()],
+            tokens=tokens,
+            n_layers=self.n_layers,
+            model_id=model_id,
+            transcoder_id=transcoder_id,
+            features=features,
+            activations=self.feat_act[selected],
+            logit_targets=self.targets,
+            edges=torch.stack([targets[kept], sources[kept]], 1),
+            weights=vals[kept],
+            target_values=target_values,
+            bias_terms=bias_terms,
+            unexplored=unexplored,
+            row_abs_totals=abs_totals,
+            stats={"n_active_features": self.n_feat, "n_feature_nodes": n_sel, "n_edges": int(kept.sum())},
+        )
+
+
+@dataclass
+class _PaddedDecoders:
+    """One source layer's active decoder vectors (scaled by activation), padded per position.
+
+    blocks: (pos, max_per_pos, n_out, d_model). Grouping by position turns "dot every feature's
+    decoder with the gradient at its own position" into one batched matmul per output layer.
+    """
+
+    blocks: Tensor
+    positions: Tensor  # (n,) position of each active feature
+    slots: Tensor  # (n,) its slot within that position
+
+    @classmethod
+    def build(cls, tc: TranscoderSet, layer: int, acts: Any, n_pos: int) -> _PaddedDecoders | None:
+        n = int(acts.features.shape[0])
+        if n == 0:
+            return None
+        scaled = tc.decoder_vectors(layer, acts.features).float() * acts.values.float()[:, None, None]
+        counts = torch.bincount(acts.positions, minlength=n_pos)
+        starts = counts.cumsum(0) - counts
+        slots = torch.arange(n, device=acts.positions.device) - starts[acts.positions]
+        blocks = scaled.new_zeros((n_pos, int(counts.max()), *scaled.shape[1:]))
+        blocks[acts.positions, slots] = scaled
+        return cls(blocks, acts.positions, slots)
+
+    def edges(self, grads: list[Tensor]) -> Tensor:
+        """grads[o]: (B, pos, d_model) at output layer source+o -> (n, B) edge weights."""
+        total: Tensor | None = None
+        for o, g in enumerate(grads[: self.blocks.shape[2]]):
+            part = torch.bmm(g.transpose(0, 1), self.blocks[:, :, o].transpose(1, 2))  # (pos, B, max_n)
+            total = part if total is None else total + part
+        assert total is not None
+        return total[self.positions, :, self.slots]
+
+
+def _grad_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad

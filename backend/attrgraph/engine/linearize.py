@@ -1,0 +1,195 @@
+"""Linearising a transformer around one prompt, through transformers' own extension points.
+
+With attention patterns and normalisation denominators frozen at their values on the prompt, the
+map from the sources (token embeddings, transcoder features, error vectors) to any later
+pre-activation is affine, so gradients give exact direct effects. Nothing here copies model code:
+
+* attention runs through a function registered in `AttentionInterface` that computes the pattern
+  without gradient (GQA, soft-capping and sliding-window masks handled like the eager path);
+* every norm module gets a forward hook that recomputes its output with the denominator detached.
+
+A `FrozenState` can also *record* the patterns and denominators of one forward pass and *replay*
+them in a later pass. Replaying is how tests check edges against an independent forward pass and how
+interventions run "with attention frozen".
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+from transformers import AttentionInterface
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+
+from attrgraph.engine.adapter import ModelAdapter, UnsupportedModelError
+
+ATTENTION_NAME = "attrgraph_frozen"
+
+
+@dataclass
+class FrozenState:
+    """Attention patterns and norm scales of one pass, keyed by module.
+
+    recording: store what each module computes. replaying: use what was stored instead of
+    recomputing it (the pass's inputs may differ from the recorded ones).
+    """
+
+    recording: bool = False
+    replaying: bool = False
+    patterns: dict[int, Tensor] = field(default_factory=dict)
+    norm_scales: dict[int, Tensor] = field(default_factory=dict)
+
+
+_state: contextvars.ContextVar[FrozenState | None] = contextvars.ContextVar("attrgraph_state", default=None)
+
+
+def _frozen_attention(
+    module: nn.Module,
+    query: Tensor,  # (batch, heads, q_pos, head_dim)
+    key: Tensor,  # (batch, kv_heads, k_pos, head_dim)
+    value: Tensor,  # (batch, kv_heads, k_pos, head_dim)
+    attention_mask: Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    softcap: float | None = None,
+    **_: Any,
+) -> tuple[Tensor, Tensor]:
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key = key.repeat_interleave(groups, dim=1)
+        value = value.repeat_interleave(groups, dim=1)
+    state = _state.get()
+    recorded = state.patterns.get(id(module)) if state is not None and state.replaying else None
+    if recorded is not None:
+        pattern = recorded
+    else:
+        with torch.no_grad():
+            pattern = _attention_pattern(query, key, attention_mask, scaling, softcap)
+        if state is not None and state.recording:
+            state.patterns[id(module)] = pattern
+    out = torch.matmul(pattern.to(value.dtype), value)  # (batch, heads, q_pos, head_dim)
+    return out.transpose(1, 2).contiguous(), pattern
+
+
+def _attention_pattern(
+    query: Tensor, key: Tensor, mask: Tensor | None, scaling: float | None, softcap: float | None
+) -> Tensor:
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    scores = torch.matmul(query, key.transpose(-1, -2)).float() * scale  # (batch, heads, q, k)
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    if mask is None:
+        q_len, k_len = scores.shape[-2:]
+        causal = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril(k_len - q_len)
+        scores = scores.masked_fill(~causal, float("-inf"))
+    elif mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    else:
+        scores = scores + mask.float()
+    return torch.softmax(scores, dim=-1)
+
+
+AttentionInterface.register(ATTENTION_NAME, _frozen_attention)
+ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, eager_mask)
+
+
+# -- norms ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _NormSpec:
+    centred: bool  # LayerNorm subtracts the mean; RMSNorm does not
+    eps: float
+    weight: Tensor | None
+    weight_offset: float  # Gemma multiplies by (1 + weight)
+    bias: Tensor | None
+
+
+def _norm_spec(module: nn.Module) -> _NormSpec:
+    eps = float(getattr(module, "variance_epsilon", getattr(module, "eps", 1e-6)))
+    weight = getattr(module, "weight", None)
+    bias = getattr(module, "bias", None)
+    if isinstance(module, nn.LayerNorm):
+        return _NormSpec(True, eps, weight, 0.0, bias)
+    # RMSNorm variants differ in whether they scale by w or by (1 + w): ask the module itself.
+    d = weight.shape[-1] if isinstance(weight, Tensor) else 8
+    probe = torch.randn(3, d, generator=torch.Generator().manual_seed(0)).to(
+        device=weight.device if isinstance(weight, Tensor) else "cpu",
+        dtype=weight.dtype if isinstance(weight, Tensor) else torch.float32,
+    )
+    with torch.no_grad():
+        actual = module(probe).float()
+    for offset in (0.0, 1.0):
+        spec = _NormSpec(False, eps, weight if isinstance(weight, Tensor) else None, offset, None)
+        expected = _apply_norm(spec, probe, None).float()
+        if torch.allclose(actual, expected, rtol=2e-2, atol=2e-2):
+            return spec
+    raise UnsupportedModelError(f"cannot linearise norm module {type(module).__name__}")
+
+
+def _apply_norm(spec: _NormSpec, x: Tensor, scale: Tensor | None) -> Tensor:
+    """The norm with its per-position scale 1/denominator given (frozen) or computed here."""
+    xf = x.float()
+    if spec.centred:
+        xf = xf - xf.mean(-1, keepdim=True)
+    if scale is None:
+        scale = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + spec.eps)
+    out = xf * scale
+    if spec.weight is not None:
+        out = out * (spec.weight.float() + spec.weight_offset)
+    if spec.bias is not None:
+        out = out + spec.bias.float()
+    return out.to(x.dtype)
+
+
+def _norm_hook(spec: _NormSpec) -> Any:
+    def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Tensor:
+        x = args[0]
+        state = _state.get()
+        scale = state.norm_scales.get(id(module)) if state is not None and state.replaying else None
+        if scale is None:
+            with torch.no_grad():
+                xf = x.float()
+                if spec.centred:
+                    xf = xf - xf.mean(-1, keepdim=True)
+                scale = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + spec.eps)
+            if state is not None and state.recording:
+                state.norm_scales[id(module)] = scale
+        return _apply_norm(spec, x, scale)
+
+    return hook
+
+
+@contextmanager
+def linearized(adapter: ModelAdapter, state: FrozenState | None = None) -> Iterator[FrozenState]:
+    """Run the model linearised (frozen attention and norms) inside this block."""
+    state = state or FrozenState()
+    model = adapter.model
+    config = getattr(model, "config", None)
+    previous = getattr(config, "_attn_implementation", "eager")
+    handles: list[RemovableHandle] = []
+    token = _state.set(state)
+    try:
+        _set_attention(model, ATTENTION_NAME)
+        for module in adapter.norm_modules():
+            handles.append(module.register_forward_hook(_norm_hook(_norm_spec(module))))
+        yield state
+    finally:
+        for handle in handles:
+            handle.remove()
+        _set_attention(model, previous or "eager")
+        _state.reset(token)
+
+
+def _set_attention(model: nn.Module, name: str) -> None:
+    # Sub-configs (Gemma 3's text_config) carry their own attribute, so set it on every module's config.
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation"):
+            config._attn_implementation = name
