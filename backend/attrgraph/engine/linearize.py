@@ -81,7 +81,7 @@ def _attention_pattern(
     query: Tensor, key: Tensor, mask: Tensor | None, scaling: float | None, softcap: float | None
 ) -> Tensor:
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    scores = torch.matmul(query, key.transpose(-1, -2)).float() * scale  # (batch, heads, q, k)
+    scores = _upcast(torch.matmul(query, key.transpose(-1, -2))) * scale  # (batch, heads, q, k)
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
     if mask is None:
@@ -91,8 +91,13 @@ def _attention_pattern(
     elif mask.dtype == torch.bool:
         scores = scores.masked_fill(~mask, float("-inf"))
     else:
-        scores = scores + mask.float()
+        scores = scores + mask.to(scores.dtype)
     return torch.softmax(scores, dim=-1)
+
+
+def _upcast(x: Tensor) -> Tensor:
+    """At least float32 (half-precision norms and softmaxes lose too much), never less than x."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 AttentionInterface.register(ATTENTION_NAME, _frozen_attention)
@@ -135,16 +140,16 @@ def _norm_spec(module: nn.Module) -> _NormSpec:
 
 def _apply_norm(spec: _NormSpec, x: Tensor, scale: Tensor | None) -> Tensor:
     """The norm with its per-position scale 1/denominator given (frozen) or computed here."""
-    xf = x.float()
+    xf = _upcast(x)
     if spec.centred:
         xf = xf - xf.mean(-1, keepdim=True)
     if scale is None:
         scale = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + spec.eps)
     out = xf * scale
     if spec.weight is not None:
-        out = out * (spec.weight.float() + spec.weight_offset)
+        out = out * (spec.weight.to(out.dtype) + spec.weight_offset)
     if spec.bias is not None:
-        out = out + spec.bias.float()
+        out = out + spec.bias.to(out.dtype)
     return out.to(x.dtype)
 
 
@@ -155,7 +160,7 @@ def _norm_hook(spec: _NormSpec) -> Any:
         scale = state.norm_scales.get(id(module)) if state is not None and state.replaying else None
         if scale is None:
             with torch.no_grad():
-                xf = x.float()
+                xf = _upcast(x)
                 if spec.centred:
                     xf = xf - xf.mean(-1, keepdim=True)
                 scale = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + spec.eps)

@@ -113,11 +113,12 @@ class ReplacementModel:
             recon = self._reconstruct_layer(layer, acts_dense, x)
             true_out = out.detach()[0]
             outputs[layer] = true_out
-            errors[layer] = true_out - recon.to(true_out.dtype)
+            skip = tc.skip(layer, x_in)
+            constant = true_out if skip is None else true_out - skip.detach()[0].to(true_out.dtype)
+            constants[layer] = constant
+            errors[layer] = constant - recon.to(true_out.dtype)
             leaf = out.detach().clone().requires_grad_(True)
             leaves[layer] = leaf
-            skip = tc.skip(layer, x_in)
-            constants[layer] = true_out if skip is None else true_out - skip.detach()[0].to(true_out.dtype)
             if skip is None:
                 return leaf
             # Zero in value, linear in the input: keeps the skip path differentiable.

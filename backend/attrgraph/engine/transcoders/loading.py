@@ -1,0 +1,284 @@
+"""Load a `TranscoderSet` from a local directory or from the local Hugging Face cache.
+
+`source` is a directory (or its config.yaml), or a hub reference (`org/name[/subfolder]`, optionally
+`hf://` and `@revision`) resolved from the local cache only: nothing is ever downloaded.
+
+A directory holds an optional config.yaml (`model_kind`: transcoder_set | cross_layer_transcoder,
+`feature_input_hook`, `feature_output_hook`, optional `name`, `model_name`, `activation`
+(relu | jump_relu | topk), `k`, `transcoders:`) and the weights:
+- per-layer sets: the files listed under `transcoders:` (index = layer; paths relative to the
+  directory, absolute, or `hf://org/name/file` URIs), else `layer_{i}.safetensors`, else
+  `layer_{i}.npz` (GemmaScope), else exactly one `.npz` anywhere under each `layer_{i}/` (GemmaScope's
+  own `layer_{i}/width_16k/average_l0_{n}/params.npz` tree downloaded for one width and L0; with
+  several candidates per layer, list the chosen files under `transcoders:`);
+- cross-layer sets: `W_enc_{i}.safetensors` (W_enc_i, b_enc_i, b_dec_i, optional threshold_i and
+  W_skip_i) and `W_dec_{i}.safetensors` (W_dec_i: (d_transcoder, n_layers - i, d_model)).
+Without a config.yaml the kind is inferred from the file names and the hooks default to the MLP input
+and output. Without an `activation` key, `k` in the weights means TopK, thresholds mean JumpReLU,
+neither means ReLU.
+
+`revision` of the result identifies the content: the commit hash for hub sources, else a short
+sha256 over config.yaml and each weight file's name, size, first and last MiB (cheap for
+multi-GiB files, and unlike mtimes it survives copying).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from .base import Activation, InputSite, TranscoderSet
+from .hub_cache import HubCacheMiss, parse_hub_ref, resolve_file, resolve_snapshot
+from .layer_files import LayerReader, TranscoderLoadError, read_names, read_topk
+
+__all__ = [
+    "LAZY_ABOVE_BYTES",
+    "TranscoderLoadError",
+    "check_output_hook",
+    "input_site_for_hook",
+    "load_transcoders",
+]
+
+LAZY_ABOVE_BYTES = 2 * 1024**3  # lazy=None loads layers on demand above this total file size
+_MIB = 1024**2
+
+_INPUT_HOOKS = {
+    "ln2.hook_normalized": InputSite.MLP_IN,
+    "mlp.hook_in": InputSite.MLP_IN,
+    "hook_mlp_in": InputSite.MLP_IN,
+    "hook_resid_mid": InputSite.RESID_MID,
+}
+_OUTPUT_HOOKS = frozenset({"hook_mlp_out", "mlp.hook_out"})
+_BLOCK_PREFIX = re.compile(r"^blocks\.(\d+|\{\w*\})\.")
+_ACTIVATIONS = {
+    "relu": Activation.RELU,
+    "jumprelu": Activation.JUMPRELU,
+    "jump_relu": Activation.JUMPRELU,
+    "topk": Activation.TOPK,
+    "top_k": Activation.TOPK,
+}
+_KINDS = ("transcoder_set", "cross_layer_transcoder")
+
+
+def input_site_for_hook(hook: str) -> InputSite:
+    """The InputSite a TransformerLens input hook name (`blocks.{i}.` prefix optional) reads at."""
+    site = _INPUT_HOOKS.get(_BLOCK_PREFIX.sub("", hook))
+    if site is None:
+        known = ", ".join(_INPUT_HOOKS)
+        raise TranscoderLoadError(f"unsupported feature_input_hook {hook!r} (supported: {known})")
+    return site
+
+
+def check_output_hook(hook: str) -> None:
+    if _BLOCK_PREFIX.sub("", hook) not in _OUTPUT_HOOKS:
+        known = ", ".join(sorted(_OUTPUT_HOOKS))
+        raise TranscoderLoadError(f"unsupported feature_output_hook {hook!r} (supported: {known})")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    cross_layer: bool
+    files: list[Path]  # per-layer: one file per layer; cross-layer: the W_enc_{i} files
+    dec_files: list[Path]  # cross-layer only: the W_dec_{i} files
+
+
+def load_transcoders(
+    source: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    lazy: bool | None = None,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    max_cached_layers: int = 4,
+) -> TranscoderSet:
+    """Load a transcoder set (see the module docstring for the accepted layouts).
+
+    lazy=True reads each layer from its memory-mapped file when first used and keeps at most
+    `max_cached_layers`; None chooses lazy above `LAZY_ABOVE_BYTES` of weights.
+    """
+    try:
+        directory, commit, default_name = _locate(source, revision, cache_dir)
+        config = _read_config(directory)
+        layout = _layout(directory, config, cache_dir)
+        site = input_site_for_hook(str(config.get("feature_input_hook", "ln2.hook_normalized")))
+        check_output_hook(str(config.get("feature_output_hook", "hook_mlp_out")))
+        activation, topk = _activation(config, layout)
+        files = layout.files + layout.dec_files
+        if lazy is None:
+            lazy = sum(f.stat().st_size for f in files) > LAZY_ABOVE_BYTES
+        config_file = directory / "config.yaml"
+        return TranscoderSet(
+            LayerReader(layout.files, layout.dec_files, layout.cross_layer, activation, topk),
+            n_layers=len(layout.files),
+            cross_layer=layout.cross_layer,
+            activation=activation,
+            topk=topk,
+            input_site=site,
+            name=str(config.get("name") or config.get("model_name") or default_name),
+            revision=commit or _content_hash(config_file if config_file.is_file() else None, files),
+            lazy=lazy,
+            max_cached_layers=max_cached_layers,
+            device=device,
+            dtype=dtype,
+        )
+    except TranscoderLoadError:
+        raise
+    except (HubCacheMiss, OSError, ValueError) as e:
+        raise TranscoderLoadError(" ".join(str(e).split())) from e
+
+
+def _locate(source: str | Path, revision: str | None, cache_dir: str | Path | None) -> tuple[Path, str, str]:
+    """(directory, hub commit or "", default name) of a source."""
+    text = str(source)
+    path = Path(source).expanduser()
+    if not text.startswith("hf://") and path.exists():
+        if path.is_file() and path.name == "config.yaml":
+            path = path.parent
+        if not path.is_dir():
+            raise TranscoderLoadError(f"{path}: expected a transcoder directory (or its config.yaml)")
+        return path, "", path.resolve().name
+    ref = None if path.is_absolute() or text.startswith((".", "~")) else parse_hub_ref(text)
+    if ref is None:
+        raise TranscoderLoadError(f"{source}: no such directory, and not a hub id (org/name)")
+    if revision and ref.revision and revision != ref.revision:
+        raise TranscoderLoadError(f"{source}: revision {ref.revision!r} conflicts with revision={revision!r}")
+    snapshot, commit = resolve_snapshot(ref.repo_id, ref.revision or revision, cache_dir)
+    directory = snapshot / ref.path
+    if directory.name == "config.yaml" and directory.is_file():
+        directory = directory.parent
+    if not directory.is_dir():
+        raise TranscoderLoadError(f"{source}: folder {ref.path!r} is not in the cached snapshot {commit}")
+    return directory, commit, f"{ref.repo_id}/{ref.path}".rstrip("/")
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    path = directory / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise TranscoderLoadError(f"{path}: invalid YAML ({' '.join(str(e).split())})") from e
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise TranscoderLoadError(f"{path}: expected a mapping at the top level")
+    return config
+
+
+def _layout(directory: Path, config: dict[str, Any], cache_dir: str | Path | None) -> _Layout:
+    default_kind = "cross_layer_transcoder" if (directory / "W_enc_0.safetensors").exists() else _KINDS[0]
+    kind = config.get("model_kind", default_kind)
+    if kind not in _KINDS:
+        raise TranscoderLoadError(f"{directory}: unknown model_kind {kind!r} (expected one of {_KINDS})")
+    if kind == "cross_layer_transcoder":
+        if "transcoders" in config:
+            raise TranscoderLoadError(
+                f"{directory}: a `transcoders:` list is not supported for cross-layer sets"
+            )
+        enc = _numbered(directory, "W_enc_{}.safetensors")
+        dec = [directory / f"W_dec_{i}.safetensors" for i in range(len(enc))]
+        for path in dec:
+            if not path.is_file():
+                raise TranscoderLoadError(f"{directory}: missing {path.name}")
+        return _Layout(True, enc, dec)
+    listed = config.get("transcoders")
+    if listed is not None:
+        if not isinstance(listed, list) or not listed:
+            raise TranscoderLoadError(f"{directory}/config.yaml: `transcoders:` must be a non-empty list")
+        return _Layout(
+            False, [_listed_file(directory, str(e), i, cache_dir) for i, e in enumerate(listed)], []
+        )
+    for pattern in ("layer_{}.safetensors", "layer_{}.npz"):
+        if (directory / pattern.format(0)).is_file():
+            return _Layout(False, _numbered(directory, pattern), [])
+    return _Layout(False, _nested_npz(directory), [])
+
+
+def _numbered(directory: Path, pattern: str) -> list[Path]:
+    """`pattern` files numbered 0..n-1, with no gap."""
+    regex = re.compile("^" + re.escape(pattern).replace(r"\{\}", r"(\d+)") + "$")
+    found = {int(m.group(1)) for p in directory.iterdir() if (m := regex.match(p.name))}
+    if not found:
+        raise TranscoderLoadError(f"{directory}: no {pattern.format('{i}')} files")
+    missing = sorted(set(range(max(found) + 1)) - found)
+    if missing:
+        raise TranscoderLoadError(f"{directory}: missing {pattern.format(missing[0])}")
+    return [directory / pattern.format(i) for i in range(len(found))]
+
+
+def _nested_npz(directory: Path) -> list[Path]:
+    dirs = {int(p.name[6:]): p for p in directory.glob("layer_*") if p.is_dir() and p.name[6:].isdigit()}
+    if not dirs:
+        raise TranscoderLoadError(
+            f"{directory}: no transcoders found (expected config.yaml, layer_{{i}}.safetensors,"
+            " layer_{i}.npz, W_enc_{i}.safetensors or layer_{i}/.../*.npz)"
+        )
+    files: list[Path] = []
+    for i in range(max(dirs) + 1):
+        if i not in dirs:
+            raise TranscoderLoadError(f"{directory}: missing layer_{i}/")
+        candidates = sorted(dirs[i].rglob("*.npz"))
+        if len(candidates) != 1:
+            raise TranscoderLoadError(
+                f"{dirs[i]}: found {len(candidates)} .npz files, need exactly one"
+                " (list the chosen files under `transcoders:` in config.yaml)"
+            )
+        files.append(candidates[0])
+    return files
+
+
+def _listed_file(directory: Path, entry: str, layer: int, cache_dir: str | Path | None) -> Path:
+    if entry.startswith("hf://"):
+        return resolve_file(entry, cache_dir)
+    path = Path(entry).expanduser()
+    path = path if path.is_absolute() else directory / path
+    if not path.is_file():
+        raise TranscoderLoadError(f"layer {layer}: transcoder file {entry} not found")
+    return path
+
+
+def _activation(config: dict[str, Any], layout: _Layout) -> tuple[Activation, int | None]:
+    first, layer = layout.files[0], (0 if layout.cross_layer else None)
+    names = read_names(first, layer)
+    configured = config.get("activation")
+    if configured is not None:
+        activation = _ACTIVATIONS.get(str(configured).lower())
+        if activation is None:
+            raise TranscoderLoadError(f"unknown activation {configured!r} (expected relu, jump_relu or topk)")
+    elif "k" in names or "k" in config:
+        activation = Activation.TOPK
+    else:
+        activation = Activation.JUMPRELU if "threshold" in names else Activation.RELU
+    if activation is not Activation.TOPK:
+        return activation, None
+    k = config.get("k", config.get("top_k"))
+    if k is None and "k" in names:
+        k = read_topk(first, layer)
+    if not isinstance(k, int) or k <= 0:
+        raise TranscoderLoadError(f"a TopK transcoder set needs a positive integer k, got {k!r}")
+    return activation, k
+
+
+def _content_hash(config: Path | None, files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    if config is not None:
+        digest.update(config.read_bytes())
+    for path in files:
+        size = path.stat().st_size
+        digest.update(f"{path.name}\0{size}\0".encode())
+        with path.open("rb") as f:
+            digest.update(f.read(_MIB))
+            if size > 2 * _MIB:
+                f.seek(size - _MIB)
+                digest.update(f.read(_MIB))
+            elif size > _MIB:
+                digest.update(f.read())
+    return digest.hexdigest()[:16]
