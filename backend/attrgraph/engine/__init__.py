@@ -1,8 +1,8 @@
 """The attribution engine: pure compute (torch + transformers), no web or storage code.
 
-    lm = load_model("dir-or-hub-id")
-    tc = load_transcoders("dir-or-hub-id")
-    graph = trace(lm, tc, "The capital of Texas is")
+lm = load_model("dir-or-hub-id")
+tc = load_transcoders("dir-or-hub-id")
+graph = trace(lm, tc, "The capital of Texas is")
 """
 
 from attrgraph.engine.attribution import PromptError, TraceSettings, trace
@@ -22,8 +22,8 @@ __all__ = [
 
 # Loading, pruning and interop live in modules that import optional pieces lazily.
 try:  # pragma: no cover - present once those modules land
-    from attrgraph.engine.models import LoadedModel, ModelLoadError, load_model  # noqa: F401
-    from attrgraph.engine.transcoders import TranscoderLoadError, load_transcoders  # noqa: F401
+    from attrgraph.engine.models import LoadedModel, ModelLoadError, load_model
+    from attrgraph.engine.transcoders import TranscoderLoadError, load_transcoders
 
     __all__ += ["LoadedModel", "ModelLoadError", "TranscoderLoadError", "load_model", "load_transcoders"]
 except ImportError:

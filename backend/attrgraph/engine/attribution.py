@@ -43,10 +43,16 @@ class PromptError(ValueError):
 
 
 class TraceableModel(Protocol):
-    model: nn.Module
-    tokenizer: PreTrainedTokenizerBase
-    model_id: str
-    revision: str
+    """What trace() needs of a loaded model (engine.models.LoadedModel is one)."""
+
+    @property
+    def model(self) -> nn.Module: ...
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def revision(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,9 @@ def trace(
         lm.model.config, "n_positions", None
     )
     if max_positions is not None and len(token_ids) > int(max_positions):
-        raise PromptError(f"the prompt has {len(token_ids)} tokens; the model accepts at most {max_positions}")
+        raise PromptError(
+            f"the prompt has {len(token_ids)} tokens; the model accepts at most {max_positions}"
+        )
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -110,7 +118,9 @@ def trace(
     with torch.enable_grad():
         report("forward", 0, 1)
         cache = replacement.run(
-            torch.tensor(token_ids, device=device), exclude_positions=exclude, record=settings.compute_bias_terms
+            torch.tensor(token_ids, device=device),
+            exclude_positions=exclude,
+            record=settings.compute_bias_terms,
         )
         report("forward", 1, 1)
         timings["forward_s"] = time.perf_counter() - started
@@ -125,10 +135,12 @@ def trace(
         builder.run(report)
         timings["attribution_s"] = time.perf_counter() - started - timings["forward_s"]
     graph = builder.graph(
-        prompt=prompt if isinstance(prompt, str) else lm.tokenizer.decode(token_ids),
-        tokens=[lm.tokenizer.decode([t]) for t in token_ids],
+        prompt=prompt if isinstance(prompt, str) else str(lm.tokenizer.decode(token_ids)),
+        tokens=[str(lm.tokenizer.decode([t])) for t in token_ids],
         model_id=f"{lm.model_id}@{lm.revision}" if lm.revision else lm.model_id,
-        transcoder_id=f"{transcoders.name}@{transcoders.revision}" if transcoders.revision else transcoders.name,
+        transcoder_id=f"{transcoders.name}@{transcoders.revision}"
+        if transcoders.revision
+        else transcoders.name,
     )
     timings["total_s"] = time.perf_counter() - started
     graph.stats.update(timings)
@@ -208,10 +220,11 @@ class _RowBuilder:
     def _batches_by_layer(self, chosen: Tensor) -> list[Tensor]:
         chosen = chosen.sort().values  # column order is (layer, pos, feature) order
         layers = self.feat_layer[chosen]
-        batches = []
-        for layer in layers.unique().tolist():
+        batches: list[Tensor] = []
+        size = self.settings.batch_size
+        for layer in sorted(set(layers.tolist())):
             members = chosen[layers == layer]
-            batches.extend(members.split(self.settings.batch_size))
+            batches.extend(members[i : i + size] for i in range(0, members.numel(), size))
         return batches
 
     def _feature_rows(self, batch: Tensor) -> None:
@@ -330,7 +343,9 @@ class _RowBuilder:
         remap = torch.full((self.n_cols + n_logits,), -1, dtype=torch.int64)
         remap[selected] = torch.arange(n_sel)
         remap[self.n_feat : self.n_cols] = torch.arange(n_sel, n_sel + self.n_cols - self.n_feat)
-        remap[self.n_cols :] = torch.arange(n_sel + self.n_cols - self.n_feat, n_sel + self.n_cols - self.n_feat + n_logits)
+        remap[self.n_cols :] = torch.arange(
+            n_sel + self.n_cols - self.n_feat, n_sel + self.n_cols - self.n_feat + n_logits
+        )
         n_nodes = n_sel + self.n_cols - self.n_feat + n_logits
         keys, cols, vals = torch.cat(self.keys), torch.cat(self.cols), torch.cat(self.vals).float()
         targets, sources = remap[keys], remap[cols]
@@ -350,7 +365,9 @@ class _RowBuilder:
             abs_totals[node] = abs_total
             unexplored[node] = dropped + float(outside[node])
             bias_terms[node] = biases.get(key, float("nan"))
-        features = torch.stack([self.feat_layer[selected], self.feat_pos[selected], self.feat_idx[selected]], 1)
+        features = torch.stack(
+            [self.feat_layer[selected], self.feat_pos[selected], self.feat_idx[selected]], 1
+        )
         return Graph(
             prompt=prompt,
             token_ids=[int(t) for t in self.cache.token_ids.tolist()],

@@ -11,14 +11,14 @@ with the square of the node count. Only feature and logit nodes are targets (hav
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import torch
 from torch import Tensor
 
 
-class NodeKind(str, Enum):
+class NodeKind(StrEnum):
     FEATURE = "feature"
     ERROR = "error"
     TOKEN = "token"

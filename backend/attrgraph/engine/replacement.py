@@ -67,7 +67,8 @@ class ReplacementModel:
             )
         if transcoders.d_model != self.adapter.d_model:
             raise IncompatibleTranscodersError(
-                f"transcoders read width {transcoders.d_model}, the model's residual is {self.adapter.d_model}"
+                f"transcoders read width {transcoders.d_model}, "
+                f"the model's residual stream is {self.adapter.d_model} wide"
             )
 
     @property
@@ -173,8 +174,9 @@ class ReplacementModel:
             value = writes[layer][None].to(out.dtype)
             return value if skip is None else value + skip.to(out.dtype)
 
-        replay_state = FrozenState(replaying=True, patterns=cache.frozen.patterns,
-                                   norm_scales=cache.frozen.norm_scales)
+        replay_state = FrozenState(
+            replaying=True, patterns=cache.frozen.patterns, norm_scales=cache.frozen.norm_scales
+        )
         with linearized(self.adapter, replay_state), self._hooks(on_resid0, on_tc_input, on_write, captured):
             self.model(input_ids=cache.token_ids[None])
         return [_present(t)[0] for t in tc_inputs], captured["final_hidden"][0]
@@ -204,7 +206,8 @@ class ReplacementModel:
             return (recon.to(out.dtype) + cache.errors[layer])[None]
 
         with self._hooks(lambda x: x, lambda layer, x: tc_inputs.__setitem__(layer, x), on_write, {}):
-            return self.model(input_ids=cache.token_ids[None]).logits[0].float()
+            logits: Tensor = self.model(input_ids=cache.token_ids[None]).logits[0].float()
+        return logits
 
     def _reconstruct_layer(self, layer: int, acts: list[Tensor | None], x: Tensor) -> Tensor:
         """Transcoder output at `layer` (without skip): decoder sum of all sources + bias."""
@@ -219,25 +222,35 @@ class ReplacementModel:
         return recon
 
     @contextmanager
-    def _hooks(self, on_resid0: Any, on_tc_input: Any, on_write: Any, captured: dict[str, Tensor]
-               ) -> Iterator[ModelAdapter]:
+    def _hooks(
+        self, on_resid0: Any, on_tc_input: Any, on_write: Any, captured: dict[str, Tensor]
+    ) -> Iterator[ModelAdapter]:
         adapter = self.adapter
         site = self.transcoders.input_site
         with ExitStack() as stack:
+
             def layer0_pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                 if args:
                     return (on_resid0(args[0]), *args[1:]), kwargs
                 kwargs = dict(kwargs, hidden_states=on_resid0(kwargs["hidden_states"]))
                 return args, kwargs
 
-            stack.enter_context(_removing(adapter.layers[0].register_forward_pre_hook(layer0_pre, with_kwargs=True)))
+            stack.enter_context(
+                _removing(adapter.layers[0].register_forward_pre_hook(layer0_pre, with_kwargs=True))
+            )
             for layer, norm in enumerate(adapter.pre_mlp_norms):
-                def norm_hook(module: nn.Module, args: tuple[Any, ...], output: Tensor, layer: int = layer) -> None:
+
+                def norm_hook(
+                    module: nn.Module, args: tuple[Any, ...], output: Tensor, layer: int = layer
+                ) -> None:
                     on_tc_input(layer, output if site is InputSite.MLP_IN else args[0])
 
                 stack.enter_context(_removing(norm.register_forward_hook(norm_hook)))
             for layer, module in enumerate(adapter.mlp_write_sites):
-                def write_hook(module: nn.Module, args: tuple[Any, ...], output: Tensor, layer: int = layer) -> Tensor:
+
+                def write_hook(
+                    module: nn.Module, args: tuple[Any, ...], output: Tensor, layer: int = layer
+                ) -> Tensor:
                     return on_write(layer, output)  # type: ignore[no-any-return]
 
                 stack.enter_context(_removing(module.register_forward_hook(write_hook)))

@@ -47,6 +47,10 @@ def resolve_token(tokenizer: PreTrainedTokenizerBase, token: str | int) -> int:
     raise TargetError(f"target {token!r} is not a single token (it splits into {pieces})")
 
 
+def _decode(tokenizer: PreTrainedTokenizerBase, token_id: int) -> str:
+    return str(tokenizer.decode([token_id]))
+
+
 def select_targets(
     tokenizer: PreTrainedTokenizerBase,
     last_logits: Tensor,  # (vocab,)
@@ -58,13 +62,13 @@ def select_targets(
     probs = torch.softmax(last_logits.float(), dim=-1)
 
     def target(token_id: int) -> LogitTarget:
-        return LogitTarget(token_id, tokenizer.decode([token_id]), float(probs[token_id]))
+        return LogitTarget(token_id, _decode(tokenizer, token_id), float(probs[token_id]))
 
     if spec.logit_diff is not None:
         a, b = (resolve_token(tokenizer, t) for t in spec.logit_diff)
         if a == b:
             raise TargetError("a logit difference needs two different tokens")
-        return [LogitTarget(a, tokenizer.decode([a]), float(probs[a]), b, tokenizer.decode([b]))]
+        return [LogitTarget(a, _decode(tokenizer, a), float(probs[a]), b, _decode(tokenizer, b))]
     if spec.tokens:
         ids = list(dict.fromkeys(resolve_token(tokenizer, t) for t in spec.tokens))
         return [target(i) for i in ids]

@@ -15,20 +15,20 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import StrEnum
 
 import torch
 from torch import Tensor
 
 
-class InputSite(str, Enum):
+class InputSite(StrEnum):
     """Where a transcoder reads the residual stream."""
 
     MLP_IN = "mlp_in"  # the normalised MLP input (after the pre-MLP norm): TL `ln2.hook_normalized`
     RESID_MID = "resid_mid"  # the residual stream before the pre-MLP norm: TL `hook_resid_mid`
 
 
-class Activation(str, Enum):
+class Activation(StrEnum):
     RELU = "relu"
     JUMPRELU = "jumprelu"
     TOPK = "topk"
@@ -137,9 +137,7 @@ class TranscoderSet:
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TranscoderSet:
         self.device = torch.device(device)
         self.dtype = dtype or self.dtype
-        self._cache = OrderedDict(
-            (i, p.to(self.device, self.dtype)) for i, p in self._cache.items()
-        )
+        self._cache = OrderedDict((i, p.to(self.device, self.dtype)) for i, p in self._cache.items())
         return self
 
     def n_outputs(self, layer: int) -> int:

@@ -1,0 +1,166 @@
+"""The `attrgraph` command: trace a prompt, build the demo model, run the service."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user-facing problem: printed as one line, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except CliError as exc:
+        print(f"attrgraph: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("attrgraph: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attrgraph", description=__doc__)
+    sub = parser.add_subparsers(metavar="COMMAND")
+    _add_trace(sub)
+    for module, adder in (
+        ("attrgraph.demo.cli", "add_demo_subcommand"),
+        ("attrgraph.service.cli", "add_service_subcommands"),
+    ):
+        try:
+            add = getattr(__import__(module, fromlist=[adder]), adder)
+        except (ImportError, AttributeError):
+            continue
+        add(sub)
+    return parser
+
+
+def _add_trace(sub: Any) -> None:
+    p = sub.add_parser(
+        "trace",
+        help="compute the attribution graph of a prompt",
+        description="Compute the attribution graph of PROMPT and print a summary.",
+    )
+    p.add_argument("prompt", help="the prompt text")
+    p.add_argument("--model", help="hub id, model directory or .gguf file (default: the built-in demo model)")
+    p.add_argument("--transcoders", help="hub id or directory of transcoders (default: the demo's)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument(
+        "--target",
+        action="append",
+        metavar="TOKEN",
+        help="explain this output token (repeatable); default: the top predictions",
+    )
+    target.add_argument("--logit-diff", nargs=2, metavar=("A", "B"), help="explain logit(A) - logit(B)")
+    p.add_argument("--max-feature-nodes", type=_positive_int, default=None)
+    p.add_argument("--max-n-logits", type=_positive_int, default=10)
+    p.add_argument("--desired-logit-prob", type=float, default=0.95)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--max-edges-per-target", type=_positive_int, default=4096)
+    p.add_argument("--node-threshold", type=float, default=0.8)
+    p.add_argument("--edge-threshold", type=float, default=0.98)
+    p.add_argument("--max-tokens", type=_positive_int, default=1024, help="refuse longer prompts")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("-o", "--output", type=Path, help="write the pruned graph JSON (Neuronpedia format)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_trace)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _run_trace(args: argparse.Namespace) -> int:
+    from attrgraph.tracing import TraceRequestError, default_sources, load_pair, summarize, trace_request
+
+    if not 0 < args.desired_logit_prob <= 1:
+        raise CliError("--desired-logit-prob must be in (0, 1]")
+    for name in ("node_threshold", "edge_threshold"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise CliError(f"--{name.replace('_', '-')} must be in [0, 1]")
+    if args.output is not None and not args.output.parent.exists():
+        raise CliError(f"cannot write {args.output}: directory {args.output.parent} does not exist")
+    model_source, transcoder_source = default_sources(args.model, args.transcoders)
+    progress = _ProgressBar(enabled=not args.quiet)
+    try:
+        lm, transcoders = load_pair(
+            model_source, transcoder_source, device=args.device, dtype=args.dtype, progress=progress
+        )
+        result = trace_request(
+            lm,
+            transcoders,
+            args.prompt,
+            targets=args.target,
+            logit_diff=args.logit_diff,
+            max_tokens=args.max_tokens,
+            settings={
+                "max_feature_nodes": args.max_feature_nodes,
+                "max_n_logits": args.max_n_logits,
+                "desired_logit_prob": args.desired_logit_prob,
+                "batch_size": args.batch_size,
+                "max_edges_per_target": args.max_edges_per_target,
+            },
+            node_threshold=args.node_threshold,
+            edge_threshold=args.edge_threshold,
+            progress=progress,
+        )
+    except TraceRequestError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        progress.close()
+    print(summarize(result))
+    if args.output is not None:
+        args.output.write_bytes(result.json_bytes())
+        print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+class _ProgressBar:
+    """One tqdm bar per phase, on stderr, so stdout stays clean for the summary."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._phase = ""
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if phase != self._phase:
+            self.close()
+            self._phase = phase
+            self._bar = tqdm(total=max(total, 1), desc=phase, unit="", leave=False, file=sys.stderr)
+        self._bar.total = max(total, 1)
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

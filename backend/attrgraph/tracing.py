@@ -1,0 +1,138 @@
+"""One traced request, end to end: load, validate, trace, prune, score, summarise.
+
+The CLI and the service's worker both go through here, so a prompt is checked, traced and exported
+the same way wherever it comes from. Every problem a user can cause surfaces as a
+`TraceRequestError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from attrgraph.engine import Graph, PromptError, TargetError, TargetSpec, TraceSettings, trace
+from attrgraph.engine.attribution import tokenize
+from attrgraph.engine.models import LoadedModel, ModelLoadError, load_model
+from attrgraph.engine.pruning import GraphScores, PruneResult, graph_scores, prune
+from attrgraph.engine.replacement import IncompatibleTranscodersError
+from attrgraph.engine.transcoders import TranscoderLoadError, TranscoderSet, load_transcoders
+
+Progress = Callable[[str, int, int], None]
+
+
+class TraceRequestError(ValueError):
+    """Something about the request (not the server) prevents tracing it."""
+
+
+@dataclass
+class TraceResult:
+    graph: Graph
+    pruned: PruneResult
+    scores: GraphScores
+
+    def json_bytes(self, **kwargs: Any) -> bytes:
+        from attrgraph.engine.interop import dumps
+
+        return dumps(self.graph, prune_result=self.pruned, **kwargs)
+
+
+def default_sources(model: str | None, transcoders: str | None) -> tuple[str, str]:
+    """Fill in the built-in demo model and its transcoders where none were given."""
+    if model is not None and transcoders is None:
+        raise TraceRequestError(
+            "a model needs its transcoders: give both (the demo transcoders fit only the demo model)"
+        )
+    if model is not None and transcoders is not None:
+        return model, transcoders
+    from attrgraph.demo.paths import demo_model_dir, demo_transcoders_dir
+
+    return str(demo_model_dir()), transcoders or str(demo_transcoders_dir())
+
+
+def load_pair(
+    model_source: str | Path,
+    transcoder_source: str | Path,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    progress: Progress | None = None,
+) -> tuple[LoadedModel, TranscoderSet]:
+    report = progress or (lambda phase, done, total: None)
+    try:
+        report("loading model", 0, 2)
+        lm = load_model(model_source, device=device, dtype=dtype)
+        report("loading model", 1, 2)
+        transcoders = load_transcoders(transcoder_source, device=lm.device, dtype=lm.dtype)
+        report("loading model", 2, 2)
+    except (ModelLoadError, TranscoderLoadError) as exc:
+        raise TraceRequestError(str(exc)) from None
+    return lm, transcoders
+
+
+def build_settings(overrides: dict[str, Any] | None) -> TraceSettings:
+    known = {f.name for f in fields(TraceSettings)}
+    unknown = sorted(set(overrides or {}) - known)
+    if unknown:
+        raise TraceRequestError(f"unknown setting(s): {', '.join(unknown)}")
+    try:
+        return TraceSettings(**{k: v for k, v in (overrides or {}).items() if v is not None})
+    except (TypeError, ValueError) as exc:
+        raise TraceRequestError(str(exc)) from None
+
+
+def trace_request(
+    lm: LoadedModel,
+    transcoders: TranscoderSet,
+    prompt: str,
+    *,
+    targets: Sequence[str] | None = None,
+    logit_diff: Sequence[str] | None = None,
+    max_tokens: int = 1024,
+    settings: dict[str, Any] | None = None,
+    node_threshold: float = 0.8,
+    edge_threshold: float = 0.98,
+    progress: Progress | None = None,
+) -> TraceResult:
+    if not prompt.strip():
+        raise TraceRequestError("the prompt is empty")
+    n_tokens = len(tokenize(lm.tokenizer, prompt))
+    if n_tokens > max_tokens:
+        raise TraceRequestError(f"the prompt has {n_tokens} tokens; the limit is {max_tokens}")
+    spec = TargetSpec(
+        tokens=tuple(targets) if targets else None,
+        logit_diff=(logit_diff[0], logit_diff[1]) if logit_diff else None,
+    )
+    try:
+        graph = trace(
+            lm, transcoders, prompt, targets=spec, settings=build_settings(settings), progress=progress
+        )
+    except (PromptError, TargetError, IncompatibleTranscodersError) as exc:
+        raise TraceRequestError(str(exc)) from None
+    if progress:
+        progress("pruning", 0, 1)
+    pruned = prune(graph, node_threshold=node_threshold, edge_threshold=edge_threshold)
+    scores = graph_scores(graph)
+    if progress:
+        progress("pruning", 1, 1)
+    return TraceResult(graph, pruned, scores)
+
+
+def summarize(result: TraceResult) -> str:
+    g = result.graph
+    lines = [f"prompt: {g.prompt!r} ({g.n_pos} tokens)", "top predictions:"]
+    for target in g.logit_targets:
+        lines.append(f"  {target.probability:6.1%}  {target.label!r}")
+    stats = g.stats
+    lines.append(
+        f"graph: {g.n_features} feature nodes of {stats.get('n_active_features', g.n_features)} active, "
+        f"{g.edges.shape[0]} edges; pruned to {result.pruned.n_nodes_kept} nodes, "
+        f"{result.pruned.n_edges_kept} edges"
+    )
+    lines.append(
+        f"scores: replacement {result.scores.replacement_score:.3f}, "
+        f"completeness {result.scores.completeness_score:.3f}"
+    )
+    lines.append(f"time: {stats.get('total_s', 0.0):.2f} s")
+    return "\n".join(lines)
