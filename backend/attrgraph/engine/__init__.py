@@ -7,24 +7,45 @@ graph = trace(lm, tc, "The capital of Texas is")
 
 from attrgraph.engine.attribution import PromptError, TraceSettings, trace
 from attrgraph.engine.graph import Graph, LogitTarget, NodeKind
+from attrgraph.engine.interop import GraphFormatError, dumps, from_json, to_json
+from attrgraph.engine.models import LoadedModel, ModelLoadError, load_model
+from attrgraph.engine.pruning import (
+    GraphScores,
+    PruneResult,
+    graph_scores,
+    node_influence,
+    prune,
+    pruned_graph,
+    subgraph_scores,
+)
 from attrgraph.engine.targets import TargetError, TargetSpec
+from attrgraph.engine.transcoders import TranscoderLoadError, TranscoderSet, load_transcoders
 
 __all__ = [
     "Graph",
+    "GraphFormatError",
+    "GraphScores",
+    "LoadedModel",
     "LogitTarget",
+    "ModelLoadError",
     "NodeKind",
     "PromptError",
+    "PruneResult",
     "TargetError",
     "TargetSpec",
     "TraceSettings",
+    "TranscoderLoadError",
+    "TranscoderSet",
+    "dumps",
+    "from_json",
+    "graph_scores",
+    "load_model",
+    "load_transcoders",
+    "node_influence",
+    "prune",
+    "pruned_graph",
+    "subgraph_scores",
+    "to_json",
     "trace",
 ]
 
-# Loading, pruning and interop live in modules that import optional pieces lazily.
-try:  # pragma: no cover - present once those modules land
-    from attrgraph.engine.models import LoadedModel, ModelLoadError, load_model
-    from attrgraph.engine.transcoders import TranscoderLoadError, load_transcoders
-
-    __all__ += ["LoadedModel", "ModelLoadError", "TranscoderLoadError", "load_model", "load_transcoders"]
-except ImportError:
-    pass
