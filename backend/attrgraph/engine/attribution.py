@@ -274,21 +274,21 @@ class _RowBuilder:
     def _store(self, rows: Tensor, keys: list[int]) -> None:
         cap = self.settings.max_edges_per_target
         abs_rows = rows.abs()
-        # float64 sums: the unexplored remainder is a difference of two large sums.
-        totals = abs_rows.double().sum(1).tolist()
-        for i, key in enumerate(keys):
-            cols = abs_rows[i].nonzero(as_tuple=True)[0]
-            dropped = 0.0
-            if cap is not None and cols.numel() > cap:
-                keep = abs_rows[i, cols].topk(cap).indices
-                mask = torch.ones(cols.numel(), dtype=torch.bool, device=cols.device)
-                mask[keep] = False
-                dropped = float(rows[i, cols[mask]].double().sum())
-                cols = cols[keep]
-            self.keys.append(torch.full((cols.numel(),), key, dtype=torch.int64))
-            self.cols.append(cols.cpu())
-            self.vals.append(rows[i, cols].cpu())
-            self.row_info[key] = (0.0, totals[i], dropped)
+        totals = abs_rows.double().sum(1)
+        if cap is not None and cap < rows.shape[1]:
+            top = abs_rows.topk(cap, dim=1).indices  # (B, cap), some may point at zeros
+            kept = torch.zeros_like(rows, dtype=torch.bool).scatter_(1, top, True) & (abs_rows > 0)
+        else:
+            kept = abs_rows > 0
+        # float64: the dropped remainder is a difference of two sums of many terms.
+        dropped = rows.double().sum(1) - torch.where(kept, rows, 0).double().sum(1)
+        row_idx, cols = kept.nonzero(as_tuple=True)  # row-major, so each row's edges stay together
+        key_tensor = torch.tensor(keys, dtype=torch.int64)
+        self.keys.append(key_tensor[row_idx.cpu()])
+        self.cols.append(cols.cpu())
+        self.vals.append(rows[row_idx, cols].cpu())
+        for key, total, lost in zip(keys, totals.tolist(), dropped.tolist(), strict=True):
+            self.row_info[key] = (0.0, total, lost)
 
     # -- influence-guided exploration -------------------------------------------------------
 
