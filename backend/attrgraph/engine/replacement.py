@@ -127,7 +127,7 @@ class ReplacementModel:
 
         state = FrozenState(recording=record)
         # linearized() first: its norm-freezing hooks must run before the capture hooks see outputs.
-        with linearized(self.adapter, state), self._hooks(on_resid0, on_tc_input, on_write, captured):
+        with linearized(self.adapter, state), self.hooks(on_resid0, on_tc_input, on_write, captured):
             logits = self.model(input_ids=token_ids[None]).logits[0].detach().float()
 
         return ForwardCache(
@@ -177,7 +177,7 @@ class ReplacementModel:
         replay_state = FrozenState(
             replaying=True, patterns=cache.frozen.patterns, norm_scales=cache.frozen.norm_scales
         )
-        with linearized(self.adapter, replay_state), self._hooks(on_resid0, on_tc_input, on_write, captured):
+        with linearized(self.adapter, replay_state), self.hooks(on_resid0, on_tc_input, on_write, captured):
             self.model(input_ids=cache.token_ids[None])
         return [_present(t)[0] for t in tc_inputs], captured["final_hidden"][0]
 
@@ -205,7 +205,7 @@ class ReplacementModel:
                 recon = recon + skip
             return (recon.to(out.dtype) + cache.errors[layer])[None]
 
-        with self._hooks(lambda x: x, lambda layer, x: tc_inputs.__setitem__(layer, x), on_write, {}):
+        with self.hooks(lambda x: x, lambda layer, x: tc_inputs.__setitem__(layer, x), on_write, {}):
             logits: Tensor = self.model(input_ids=cache.token_ids[None]).logits[0].float()
         return logits
 
@@ -222,9 +222,11 @@ class ReplacementModel:
         return recon
 
     @contextmanager
-    def _hooks(
+    def hooks(
         self, on_resid0: Any, on_tc_input: Any, on_write: Any, captured: dict[str, Tensor]
     ) -> Iterator[ModelAdapter]:
+        """Hooks on the residual entering layer 0, each transcoder input, each MLP write site and
+        the final norm (kept in `captured["final_hidden"]`); callbacks may return replacements."""
         adapter = self.adapter
         site = self.transcoders.input_site
         with ExitStack() as stack:
