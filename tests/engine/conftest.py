@@ -25,7 +25,12 @@ class TinyLM:
 
 
 def random_transcoders(
-    kind: str, *, n_layers: int, d_model: int, d_transcoder: int = 96, seed: int = 0,
+    kind: str,
+    *,
+    n_layers: int,
+    d_model: int,
+    d_transcoder: int = 96,
+    seed: int = 0,
     dtype: torch.dtype = torch.float32,
 ) -> TranscoderSet:
     """Random transcoders whose features are reasonably often active (about a quarter of them)."""
@@ -41,14 +46,23 @@ def random_transcoders(
                 b_enc=torch.randn(d_transcoder, generator=g) * 0.1 - 0.3,
                 W_dec=torch.randn(d_transcoder, n_out, d_model, generator=g) * 0.05,
                 b_dec=torch.randn(d_model, generator=g) * 0.01,
-                threshold=torch.rand(d_transcoder, generator=g) * 0.2 if kind.startswith("jumprelu") else None,
+                threshold=torch.rand(d_transcoder, generator=g) * 0.2
+                if kind.startswith("jumprelu")
+                else None,
                 W_skip=torch.randn(d_model, d_model, generator=g) * 0.02 if kind.endswith("skip") else None,
             )
         )
-    activation = {"relu": Activation.RELU, "jumprelu_skip": Activation.JUMPRELU, "clt_topk": Activation.TOPK}[kind]
+    activation = {"relu": Activation.RELU, "jumprelu_skip": Activation.JUMPRELU, "clt_topk": Activation.TOPK}[
+        kind
+    ]
     return TranscoderSet(
-        layers, n_layers=n_layers, cross_layer=cross_layer, activation=activation,
-        topk=24 if activation is Activation.TOPK else None, name=f"random-{kind}", dtype=dtype,
+        layers,
+        n_layers=n_layers,
+        cross_layer=cross_layer,
+        activation=activation,
+        topk=24 if activation is Activation.TOPK else None,
+        name=f"random-{kind}",
+        dtype=dtype,
     )
 
 
@@ -59,7 +73,9 @@ def tiny_lm(family: str, tmp_root: Path, dtype: torch.dtype = torch.float32) -> 
     key = (family, dtype)
     if key not in _MODEL_CACHE:
         directory = make_tiny_model(family, tmp_root / family)
-        model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, attn_implementation="eager").eval()
+        model = AutoModelForCausalLM.from_pretrained(
+            directory, dtype=dtype, attn_implementation="eager"
+        ).eval()
         for p in model.parameters():
             p.requires_grad_(False)
         _MODEL_CACHE[key] = TinyLM(model, AutoTokenizer.from_pretrained(directory), f"tiny-{family}")

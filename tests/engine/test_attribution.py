@@ -27,13 +27,19 @@ def _setup(family: str, kind: str, root: Path, dtype: torch.dtype = torch.float3
     lm = tiny_lm(family, root, dtype)
     cfg = lm.model.config
     tc = random_transcoders(
-        kind, n_layers=cfg.num_hidden_layers, d_model=cfg.hidden_size, seed=hash((family, kind)) % 1000, dtype=dtype
+        kind,
+        n_layers=cfg.num_hidden_layers,
+        d_model=cfg.hidden_size,
+        seed=hash((family, kind)) % 1000,
+        dtype=dtype,
     )
     return lm, tc
 
 
 def _row_sums(graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
-    sums = torch.zeros(graph.n_nodes, dtype=torch.float64).index_add_(0, graph.edges[:, 0], graph.weights.double())
+    sums = torch.zeros(graph.n_nodes, dtype=torch.float64).index_add_(
+        0, graph.edges[:, 0], graph.weights.double()
+    )
     abs_sums = torch.zeros(graph.n_nodes, dtype=torch.float64).index_add_(
         0, graph.edges[:, 0], graph.weights.double().abs()
     )
@@ -100,8 +106,9 @@ def test_values_match_an_independent_forward_pass(family: str, model_root: Path)
     assert torch.allclose(values, graph.activations, atol=1e-5)
 
 
-def _perturbed_target(rm: ReplacementModel, cache: object, graph: Graph, target: int, source: int,
-                      eps: float) -> float:
+def _perturbed_target(
+    rm: ReplacementModel, cache: object, graph: Graph, target: int, source: int, eps: float
+) -> float:
     """Target value in the frozen model with `source` scaled by (1 + eps), all else held."""
     tc = rm.transcoders
     resid0 = cache.resid0.detach()[0].clone()  # type: ignore[attr-defined]
@@ -127,8 +134,10 @@ def _perturbed_target(rm: ReplacementModel, cache: object, graph: Graph, target:
     return float(tc.pre_activations(layer, tc_inputs[layer][pos])[feature])
 
 
-@pytest.mark.parametrize(("family", "kind"), [("gpt2", "relu"), ("llama", "jumprelu_skip"), ("gemma2", "clt_topk"),
-                                              ("qwen3", "relu")])
+@pytest.mark.parametrize(
+    ("family", "kind"),
+    [("gpt2", "relu"), ("llama", "jumprelu_skip"), ("gemma2", "clt_topk"), ("qwen3", "relu")],
+)
 def test_perturbation_matches_edge_weights(family: str, kind: str, model_root: Path) -> None:
     # float64 so that small edges can be checked with a small eps (float32 noise would swamp them).
     lm, tc = _setup(family, kind, model_root, dtype=torch.float64)
@@ -183,7 +192,9 @@ def test_named_and_logit_difference_targets(model_root: Path) -> None:
     a, b = (int(i) for i in logits.topk(2).indices)
     graph = trace(lm, tc, PROMPTS[0], targets=TargetSpec(logit_diff=(a, b)), settings=EXACT)  # type: ignore[arg-type]
     assert graph.n_logits == 1 and graph.logit_targets[0].minus_token_id == b
-    assert float(graph.target_values[graph.logit_index(0)]) == pytest.approx(float(logits[a] - logits[b]), abs=1e-4)
+    assert float(graph.target_values[graph.logit_index(0)]) == pytest.approx(
+        float(logits[a] - logits[b]), abs=1e-4
+    )
     assert _completeness_errors(graph).max() <= 1e-4
     named = trace(lm, tc, PROMPTS[0], targets=TargetSpec(tokens=(b, a)))  # type: ignore[arg-type]
     assert [t.token_id for t in named.logit_targets] == [b, a]

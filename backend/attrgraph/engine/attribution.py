@@ -234,7 +234,7 @@ class _RowBuilder:
         self._rows(layer, self.feat_pos[batch], enc, batch.tolist())
         x = self.cache.tc_inputs[layer].detach()[0, self.feat_pos[batch]]  # (B, d_model)
         pre = tc.pre_activations(layer, x).float()  # (B, d_transcoder)
-        values = pre[torch.arange(len(batch)), self.feat_idx[batch].to(pre.device)]
+        values = pre[torch.arange(len(batch), device=pre.device), self.feat_idx[batch].to(pre.device)]
         for key, value in zip(batch.tolist(), values.tolist(), strict=True):
             self._set_value(key, value)
         self.visited[batch] = True
@@ -251,7 +251,7 @@ class _RowBuilder:
         out = cache.final_hidden if layer == self.n_layers else cache.tc_inputs[layer]
         batch = len(keys)
         inject = torch.zeros((batch, *out.shape), dtype=out.dtype, device=out.device)  # (B, 1, pos, d)
-        inject[torch.arange(batch), 0, positions.to(out.device)] = vectors.to(out.dtype)
+        inject[torch.arange(batch, device=out.device), 0, positions.to(out.device)] = vectors.to(out.dtype)
         inputs = [cache.resid0, *cache.write_leaves[:layer]]
         grads = torch.autograd.grad(
             [out], inputs, grad_outputs=[inject], retain_graph=True, is_grads_batched=True, allow_unused=True
@@ -329,7 +329,9 @@ class _RowBuilder:
             if members.numel() == 0:
                 continue
             pre = tc.pre_activations(layer, tc_inputs[layer][self.feat_pos[members]]).float()
-            values = pre[torch.arange(members.numel()), self.feat_idx[members].to(pre.device)]
+            values = pre[
+                torch.arange(members.numel(), device=pre.device), self.feat_idx[members].to(pre.device)
+            ]
             biases.update(zip(members.tolist(), values.tolist(), strict=True))
         return biases
 
