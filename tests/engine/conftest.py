@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from attrgraph.engine.transcoders.base import Activation, TranscoderLayer, TranscoderSet
+from attrgraph.engine.transcoders.base import Activation, InputSite, TranscoderLayer, TranscoderSet
 from tests.factories import FAMILIES, make_tiny_model
 
 TRANSCODER_KINDS = ("relu", "jumprelu_skip", "clt_topk")
@@ -55,12 +55,17 @@ def random_transcoders(
     activation = {"relu": Activation.RELU, "jumprelu_skip": Activation.JUMPRELU, "clt_topk": Activation.TOPK}[
         kind
     ]
+    # Each kind reads at a different site, so the test matrix covers every site on every family.
+    site = {"relu": InputSite.NORMALIZED, "jumprelu_skip": InputSite.MLP_IN, "clt_topk": InputSite.RESID_MID}[
+        kind
+    ]
     return TranscoderSet(
         layers,
         n_layers=n_layers,
         cross_layer=cross_layer,
         activation=activation,
         topk=24 if activation is Activation.TOPK else None,
+        input_site=site,
         name=f"random-{kind}",
         dtype=dtype,
     )

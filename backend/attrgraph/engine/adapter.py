@@ -40,6 +40,7 @@ class ModelAdapter:
     unembed_weight: Tensor  # (vocab, d_model)
     unembed_bias: Tensor | None  # (vocab,)
     final_logit_softcap: float | None
+    position_embedding: nn.Module | None = None  # absolute position embeddings (GPT-2), if any
 
     @property
     def n_layers(self) -> int:
@@ -73,6 +74,7 @@ class ModelAdapter:
             unembed_weight=lm_head.weight,
             unembed_bias=lm_head.bias,
             final_logit_softcap=float(softcap) if softcap else None,
+            position_embedding=getattr(body, "wpe", None),
         )
 
     def norm_modules(self) -> list[nn.Module]:

@@ -176,8 +176,12 @@ class _RowBuilder:
         self.token_start = self.n_feat + self.n_layers * self.n_pos
         self.n_cols = self.token_start + self.n_pos
         self.decoders = [_PaddedDecoders.build(tc, layer, a, self.n_pos) for layer, a in enumerate(acts)]
-        self.resid0 = cache.resid0.detach()[0].float()  # (pos, d_model)
+        self.token_embeddings = cache.token_embeddings.float()  # (pos, d_model)
+        # Excluded (BOS) positions have no error sources: position 0 sees only BOS, so its MLP
+        # outputs are the same for every prompt and belong in the bias, as in circuit-tracer.
         self.errors = [e.float() for e in cache.errors]
+        for error in self.errors:
+            error[: cache.excluded_positions] = 0
         self.directions = target_directions(rm.adapter.unembed_weight, targets).to(cache.final_hidden.device)
         self.visited = torch.zeros(self.n_feat, dtype=torch.bool)
         self.keys: list[Tensor] = []  # per stored row: (kept,) target key
@@ -258,7 +262,7 @@ class _RowBuilder:
         )
         rows = torch.zeros(batch, self.n_cols, device=out.device)
         g0 = _grad_or_zeros(grads[0], inject)[:, 0].float()  # (B, pos, d_model)
-        rows[:, self.token_start :] = torch.einsum("bpd,pd->bp", g0, self.resid0)
+        rows[:, self.token_start :] = torch.einsum("bpd,pd->bp", g0, self.token_embeddings)
         write_grads = [_grad_or_zeros(g, inject)[:, 0].float() for g in grads[1:]]
         for source, g in enumerate(write_grads):
             col = self.error_start + source * self.n_pos
@@ -313,12 +317,21 @@ class _RowBuilder:
     # -- bias terms ---------------------------------------------------------------------------
 
     def _compute_bias_terms(self) -> dict[int, float]:
-        """Each target's value with every source (embeddings, features, errors) set to zero."""
+        """Each target's value with every source (token embeddings, features, errors) set to zero.
+
+        What remains: decoder and model biases, position embeddings, and the excluded (BOS)
+        positions' MLP outputs, propagated through the frozen model.
+        """
         rm, cache = self.rm, self.cache
         tc = rm.transcoders
-        zero = torch.zeros_like(cache.resid0.detach()[0])
-        writes = [tc.layer(layer).b_dec.expand_as(zero).to(zero.dtype) for layer in range(self.n_layers)]
-        tc_inputs, final = rm.replay(cache, resid0=zero, writes=writes)
+        resid0 = cache.resid0.detach()[0] - cache.token_embeddings.to(cache.resid0.dtype)
+        excluded = cache.excluded_positions
+        writes = []
+        for layer in range(self.n_layers):
+            write = tc.layer(layer).b_dec.expand_as(resid0).to(resid0.dtype).clone()
+            write[:excluded] = cache.write_constants[layer][:excluded]
+            writes.append(write)
+        tc_inputs, final = rm.replay(cache, resid0=resid0, writes=writes)
         biases: dict[int, float] = {}
         logit_bias = target_biases(rm.adapter.unembed_bias, self.targets)
         for i in range(len(self.targets)):

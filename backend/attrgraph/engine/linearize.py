@@ -129,7 +129,7 @@ def _norm_spec(module: nn.Module) -> _NormSpec:
         dtype=weight.dtype if isinstance(weight, Tensor) else torch.float32,
     )
     with torch.no_grad():
-        actual = module(probe).float()
+        actual = module.forward(probe).float()  # forward(), not __call__: no hooks (we may be inside one)
     for offset in (0.0, 1.0):
         spec = _NormSpec(False, eps, weight if isinstance(weight, Tensor) else None, offset, None)
         expected = _apply_norm(spec, probe, None).float()
@@ -151,6 +151,30 @@ def _apply_norm(spec: _NormSpec, x: Tensor, scale: Tensor | None) -> Tensor:
     if spec.bias is not None:
         out = out + spec.bias.to(out.dtype)
     return out.to(x.dtype)
+
+
+_specs: dict[int, _NormSpec] = {}
+
+
+def normalized_input(module: nn.Module, x: Tensor) -> Tensor:
+    """`module`'s input normalised but before its gain and bias (TL's `hook_normalized`).
+
+    Inside `linearized()` the denominator is the frozen (or replayed) one, so the result stays on the
+    linear gradient path; outside it is computed from x.
+    """
+    spec = _specs.get(id(module))
+    if spec is None:
+        spec = _specs[id(module)] = _norm_spec(module)
+    state = _state.get()
+    scale = state.norm_scales.get(id(module)) if state is not None and state.replaying else None
+    xf = _upcast(x)
+    if spec.centred:
+        xf = xf - xf.mean(-1, keepdim=True)
+    if scale is None:
+        scale = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + spec.eps)
+        if state is not None:
+            scale = scale.detach()
+    return (xf * scale).to(x.dtype)
 
 
 def _norm_hook(spec: _NormSpec) -> Any:

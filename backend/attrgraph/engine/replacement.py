@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from attrgraph.engine.adapter import ModelAdapter
-from attrgraph.engine.linearize import FrozenState, linearized
+from attrgraph.engine.linearize import FrozenState, linearized, normalized_input
 from attrgraph.engine.transcoders.base import InputSite, TranscoderSet
 
 
@@ -44,6 +44,7 @@ class ForwardCache:
     excluded_positions: int  # leading positions whose features live in the error node (BOS)
     logits: Tensor  # (pos, vocab) the model's real logits, detached
     resid0: Tensor  # (1, pos, d_model) leaf: the residual stream entering layer 0
+    token_embeddings: Tensor  # (pos, d_model) the part of resid0 token nodes own (no position embedding)
     tc_inputs: list[Tensor]  # per layer (1, pos, d_model), on the gradient graph
     write_leaves: list[Tensor]  # per layer (1, pos, d_model) leaves at the MLP write sites
     final_hidden: Tensor  # (1, pos, d_model) final-norm output, on the gradient graph
@@ -135,6 +136,7 @@ class ReplacementModel:
             excluded_positions=exclude_positions,
             logits=logits,
             resid0=captured["resid0"],
+            token_embeddings=self._token_part(captured),
             tc_inputs=[_present(t) for t in tc_inputs],
             write_leaves=[_present(t) for t in leaves],
             final_hidden=captured["final_hidden"],
@@ -144,6 +146,16 @@ class ReplacementModel:
             write_constants=[_present(c) for c in constants],
             frozen=state,
         )
+
+    @staticmethod
+    def _token_part(captured: dict[str, Tensor]) -> Tensor:
+        """resid0 minus absolute position embeddings (GPT-2's wpe): those are the same for every
+        prompt, so, as in circuit-tracer, they count as bias rather than as part of a token node."""
+        resid0 = captured["resid0"].detach()[0]
+        positions = captured.get("positions")
+        if positions is None:
+            return resid0
+        return resid0 - positions.reshape(-1, resid0.shape[-1])[-resid0.shape[0] :].to(resid0.dtype)
 
     @torch.no_grad()
     def replay(
@@ -245,7 +257,12 @@ class ReplacementModel:
                 def norm_hook(
                     module: nn.Module, args: tuple[Any, ...], output: Tensor, layer: int = layer
                 ) -> None:
-                    on_tc_input(layer, output if site is InputSite.MLP_IN else args[0])
+                    if site is InputSite.MLP_IN:
+                        on_tc_input(layer, output)
+                    elif site is InputSite.RESID_MID:
+                        on_tc_input(layer, args[0])
+                    else:
+                        on_tc_input(layer, normalized_input(module, args[0]))
 
                 stack.enter_context(_removing(norm.register_forward_hook(norm_hook)))
             for layer, module in enumerate(adapter.mlp_write_sites):
@@ -259,6 +276,14 @@ class ReplacementModel:
 
             def final_hook(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
                 captured["final_hidden"] = output
+
+            def position_hook(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
+                captured["positions"] = output.detach()
+
+            if adapter.position_embedding is not None:
+                stack.enter_context(
+                    _removing(adapter.position_embedding.register_forward_hook(position_hook))
+                )
 
             stack.enter_context(_removing(adapter.final_norm.register_forward_hook(final_hook)))
             yield adapter

@@ -78,8 +78,8 @@ def test_lazy_default_follows_total_size(
 @pytest.mark.parametrize(
     ("hook", "site"),
     [
-        ("ln2.hook_normalized", InputSite.MLP_IN),
-        ("blocks.3.ln2.hook_normalized", InputSite.MLP_IN),
+        ("ln2.hook_normalized", InputSite.NORMALIZED),
+        ("blocks.3.ln2.hook_normalized", InputSite.NORMALIZED),
         ("mlp.hook_in", InputSite.MLP_IN),
         ("hook_mlp_in", InputSite.MLP_IN),
         ("hook_resid_mid", InputSite.RESID_MID),
@@ -122,6 +122,7 @@ def test_transcoders_list_can_pick_gemmascope_files(
     make_set: MakeSet, assert_same: AssertSame, tmp_path: Path
 ) -> None:
     original = make_set(activation=Activation.JUMPRELU)
+    original.input_site = InputSite.NORMALIZED  # GemmaScope's input
     out = save_gemmascope_npz(original, tmp_path / "gs", nested=True)
     for i in range(original.n_layers):  # a second L0 per layer makes the tree ambiguous
         extra = out / f"layer_{i}/width_10/average_l0_99"

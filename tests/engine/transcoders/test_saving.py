@@ -53,7 +53,7 @@ def test_per_layer_files_follow_circuit_tracer(make_set: MakeSet, tmp_path: Path
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["model_kind"] == "transcoder_set"
     assert config["model_name"] == "gpt2"
-    assert config["feature_input_hook"] == "ln2.hook_normalized"
+    assert config["feature_input_hook"] == "mlp.hook_in"  # the norm's output (gain applied)
     assert config["feature_output_hook"] == "hook_mlp_out"
     with safe_open(str(out / "layer_1.safetensors"), framework="pt") as f:
         assert set(f.keys()) == {
@@ -113,6 +113,7 @@ def test_gemmascope_npz_round_trip(
     nested: bool, make_set: MakeSet, assert_same: AssertSame, tmp_path: Path
 ) -> None:
     original = make_set(activation=Activation.JUMPRELU)
+    original.input_site = InputSite.NORMALIZED  # what GemmaScope reads, and the default without a config
     out = save_gemmascope_npz(original, tmp_path / "gemmascope", nested=nested)
     first = out / ("layer_0/width_10/average_l0_0/params.npz" if nested else "layer_0.npz")
     with np.load(first) as data:
@@ -134,3 +135,10 @@ def test_bfloat16_set_saves_and_loads_in_requested_dtype(make_set: MakeSet, tmp_
     loaded = load_transcoders(tmp_path / "tc", dtype=torch.float64)
     assert loaded.layer(1).W_enc.dtype == torch.float64
     assert torch.equal(loaded.layer(1).W_enc, tc.layer(1).W_enc.double())
+
+
+@pytest.mark.parametrize("site", list(InputSite))
+def test_every_input_site_round_trips(site: InputSite, make_set: MakeSet, tmp_path: Path) -> None:
+    tc = make_set()
+    tc.input_site = site
+    assert load_transcoders(save_transcoders(tc, tmp_path / "tc")).input_site is site

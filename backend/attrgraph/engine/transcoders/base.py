@@ -24,7 +24,10 @@ from torch import Tensor
 class InputSite(StrEnum):
     """Where a transcoder reads the residual stream."""
 
-    MLP_IN = "mlp_in"  # the normalised MLP input (after the pre-MLP norm): TL `ln2.hook_normalized`
+    # TransformerLens' `ln2.hook_normalized`: normalised but before the norm's gain and bias (TL folds
+    # those into the MLP), as circuit-tracer and GemmaScope read it.
+    NORMALIZED = "normalized"
+    MLP_IN = "mlp_in"  # the pre-MLP norm's output, gain and bias applied: TL `mlp.hook_in`
     RESID_MID = "resid_mid"  # the residual stream before the pre-MLP norm: TL `hook_resid_mid`
 
 

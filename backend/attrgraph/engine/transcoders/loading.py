@@ -13,8 +13,8 @@ A directory holds an optional config.yaml (`model_kind`: transcoder_set | cross_
   several candidates per layer, list the chosen files under `transcoders:`);
 - cross-layer sets: `W_enc_{i}.safetensors` (W_enc_i, b_enc_i, b_dec_i, optional threshold_i and
   W_skip_i) and `W_dec_{i}.safetensors` (W_dec_i: (d_transcoder, n_layers - i, d_model)).
-Without a config.yaml the kind is inferred from the file names and the hooks default to the MLP input
-and output. Without an `activation` key, `k` in the weights means TopK, thresholds mean JumpReLU,
+Without a config.yaml the kind is inferred from the file names and the hooks default to
+`ln2.hook_normalized` (GemmaScope's input: normalised, before the norm's gain) and `hook_mlp_out`. Without an `activation` key, `k` in the weights means TopK, thresholds mean JumpReLU,
 neither means ReLU.
 
 `revision` of the result identifies the content: the commit hash for hub sources, else a short
@@ -49,7 +49,7 @@ LAZY_ABOVE_BYTES = 2 * 1024**3  # lazy=None loads layers on demand above this to
 _MIB = 1024**2
 
 _INPUT_HOOKS = {
-    "ln2.hook_normalized": InputSite.MLP_IN,
+    "ln2.hook_normalized": InputSite.NORMALIZED,
     "mlp.hook_in": InputSite.MLP_IN,
     "hook_mlp_in": InputSite.MLP_IN,
     "hook_resid_mid": InputSite.RESID_MID,

@@ -22,7 +22,11 @@ from torch import Tensor
 
 from .base import Activation, InputSite, TranscoderSet
 
-_INPUT_HOOK = {InputSite.MLP_IN: "ln2.hook_normalized", InputSite.RESID_MID: "hook_resid_mid"}
+_INPUT_HOOK = {
+    InputSite.NORMALIZED: "ln2.hook_normalized",
+    InputSite.MLP_IN: "mlp.hook_in",
+    InputSite.RESID_MID: "hook_resid_mid",
+}
 _ACTIVATION_NAME = {Activation.RELU: "relu", Activation.JUMPRELU: "jump_relu", Activation.TOPK: "topk"}
 # Files a previous save may have left: overwriting must remove them, or a smaller set saved over a
 # larger one would load with the stale extra layers.
