@@ -14,7 +14,8 @@ A directory holds an optional config.yaml (`model_kind`: transcoder_set | cross_
 - cross-layer sets: `W_enc_{i}.safetensors` (W_enc_i, b_enc_i, b_dec_i, optional threshold_i and
   W_skip_i) and `W_dec_{i}.safetensors` (W_dec_i: (d_transcoder, n_layers - i, d_model)).
 Without a config.yaml the kind is inferred from the file names and the hooks default to
-`ln2.hook_normalized` (GemmaScope's input: normalised, before the norm's gain) and `hook_mlp_out`. Without an `activation` key, `k` in the weights means TopK, thresholds mean JumpReLU,
+`ln2.hook_normalized` (GemmaScope's input: normalised, before the norm's gain) and `hook_mlp_out`.
+Without an `activation` key, `k` in the weights means TopK, thresholds mean JumpReLU,
 neither means ReLU.
 
 `revision` of the result identifies the content: the commit hash for hub sources, else a short
