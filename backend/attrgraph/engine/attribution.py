@@ -287,10 +287,11 @@ class _RowBuilder:
         # float64: the dropped remainder is a difference of two sums of many terms.
         dropped = rows.double().sum(1) - torch.where(kept, rows, 0).double().sum(1)
         row_idx, cols = kept.nonzero(as_tuple=True)  # row-major, so each row's edges stay together
-        key_tensor = torch.tensor(keys, dtype=torch.int64)
+        # int32 indices while building: edges dominate memory on long prompts.
+        key_tensor = torch.tensor(keys, dtype=torch.int32)
         self.keys.append(key_tensor[row_idx.cpu()])
-        self.cols.append(cols.cpu())
-        self.vals.append(rows[row_idx, cols].cpu())
+        self.cols.append(cols.to(device="cpu", dtype=torch.int32))
+        self.vals.append(rows[row_idx, cols].float().cpu())
         for key, total, lost in zip(keys, totals.tolist(), dropped.tolist(), strict=True):
             self.row_info[key] = (0.0, total, lost)
 
@@ -355,15 +356,16 @@ class _RowBuilder:
         n_sel = int(selected.numel())
         n_logits = len(self.targets)
         # Build keys -> final node indices.
-        remap = torch.full((self.n_cols + n_logits,), -1, dtype=torch.int64)
-        remap[selected] = torch.arange(n_sel)
-        remap[self.n_feat : self.n_cols] = torch.arange(n_sel, n_sel + self.n_cols - self.n_feat)
-        remap[self.n_cols :] = torch.arange(
-            n_sel + self.n_cols - self.n_feat, n_sel + self.n_cols - self.n_feat + n_logits
-        )
+        remap = torch.full((self.n_cols + n_logits,), -1, dtype=torch.int32)
         n_nodes = n_sel + self.n_cols - self.n_feat + n_logits
-        keys, cols, vals = torch.cat(self.keys), torch.cat(self.cols), torch.cat(self.vals).float()
-        targets, sources = remap[keys], remap[cols]
+        remap[selected] = torch.arange(n_sel, dtype=torch.int32)
+        remap[self.n_feat :] = torch.arange(n_sel, n_nodes, dtype=torch.int32)  # errors, tokens, logits
+        targets = remap[torch.cat(self.keys)]
+        self.keys.clear()
+        sources = remap[torch.cat(self.cols)]
+        self.cols.clear()
+        vals = torch.cat(self.vals)
+        self.vals.clear()
         kept = sources >= 0
         target_values = torch.zeros(n_nodes)
         abs_totals = torch.zeros(n_nodes)
@@ -383,6 +385,11 @@ class _RowBuilder:
         features = torch.stack(
             [self.feat_layer[selected], self.feat_pos[selected], self.feat_idx[selected]], 1
         )
+        if bool(kept.all()):
+            edges, weights = torch.stack([targets, sources], 1).long(), vals
+        else:
+            edges, weights = torch.stack([targets[kept], sources[kept]], 1).long(), vals[kept]
+        del targets, sources
         return Graph(
             prompt=prompt,
             token_ids=[int(t) for t in self.cache.token_ids.tolist()],
@@ -393,13 +400,17 @@ class _RowBuilder:
             features=features,
             activations=self.feat_act[selected],
             logit_targets=self.targets,
-            edges=torch.stack([targets[kept], sources[kept]], 1),
-            weights=vals[kept],
+            edges=edges,
+            weights=weights,
             target_values=target_values,
             bias_terms=bias_terms,
             unexplored=unexplored,
             row_abs_totals=abs_totals,
-            stats={"n_active_features": self.n_feat, "n_feature_nodes": n_sel, "n_edges": int(kept.sum())},
+            stats={
+                "n_active_features": self.n_feat,
+                "n_feature_nodes": n_sel,
+                "n_edges": int(weights.numel()),
+            },
         )
 
 
