@@ -1,0 +1,254 @@
+// The home page: prompt box, model picker, token preview with the top next-token predictions,
+// submit, live progress (queue position, phases) over Server-Sent Events, then the graph page.
+// And a list of recent graphs.
+import "./styles/base.css";
+import "./styles/home.css";
+
+import { clear, debounce, el, pageData } from "./lib/dom.js";
+import { deleteJSON, getJSON, postJSON } from "./lib/api.js";
+import { pct, plural, relativeTime, tokenText } from "./lib/format.js";
+
+// Where each phase of a trace sits on the overall progress bar.
+const PHASES = {
+  queued: { label: "Queued", from: 0, to: 0 },
+  started: { label: "Starting", from: 0, to: 2 },
+  forward: { label: "Forward pass", from: 2, to: 10 },
+  logits: { label: "Choosing outputs", from: 10, to: 14 },
+  features: { label: "Attributing features", from: 14, to: 92 },
+  prune: { label: "Pruning", from: 92, to: 100 },
+  done: { label: "Done", from: 100, to: 100 },
+};
+
+const $ = (id) => document.getElementById(id);
+
+function initHome() {
+  const form = $("trace-form");
+  const prompt = $("prompt");
+  const modelSelect = $("model-select");
+  const modelStatus = $("model-status");
+  const tokensBox = $("tokens");
+  const predictionsBox = $("predictions");
+  const formError = $("form-error");
+  const submit = $("submit");
+  const progress = $("progress");
+  const phaseText = $("progress-phase");
+  const detailText = $("progress-detail");
+  const fill = $("progress-fill");
+  const track = progress.querySelector(".progress-track");
+  const cancel = $("cancel");
+  let models = [];
+  let job = null; // {jobId, source}
+  let previewSeq = 0;
+
+  const params = new URLSearchParams(location.search);
+  if (params.get("prompt")) prompt.value = params.get("prompt");
+
+  async function loadModels() {
+    try {
+      const list = await getJSON("/api/models");
+      models = list.models || [];
+      clear(modelSelect);
+      for (const m of models) {
+        modelSelect.append(el("option", { value: m.name, selected: m.name === (params.get("model") || list.default_model) }, m.name + (m.default ? " (default)" : "")));
+      }
+      modelSelect.disabled = !models.length;
+      modelStatus.textContent = models.length ? `${plural(models.reduce((a, m) => a + m.workers, 0), "worker")} ready` : "waiting for a worker to start…";
+      if (!models.length) setTimeout(loadModels, 2000);
+      else preview();
+    } catch (err) {
+      modelStatus.textContent = err.message;
+      setTimeout(loadModels, 3000);
+    }
+  }
+
+  const preview = debounce(async () => {
+    const text = prompt.value;
+    const seq = ++previewSeq;
+    if (!text.trim() || !models.length) {
+      clear(tokensBox);
+      clear(predictionsBox);
+      return;
+    }
+    predictionsBox.classList.add("stale");
+    try {
+      const { body } = await postJSON("/api/tokenize", { prompt: text, model: modelSelect.value || null, top_k: 8 });
+      if (seq !== previewSeq) return;
+      renderPreview(body);
+    } catch (err) {
+      if (seq !== previewSeq) return;
+      clear(tokensBox);
+      clear(predictionsBox);
+      tokensBox.append(el("span.error", err.message));
+    } finally {
+      if (seq === previewSeq) predictionsBox.classList.remove("stale");
+    }
+  }, 300);
+
+  function renderPreview(body) {
+    clear(tokensBox);
+    clear(predictionsBox);
+    const over = body.tokens.length > body.max_prompt_tokens;
+    tokensBox.append(
+      el("span.muted.small", `${plural(body.tokens.length, "token")}${over ? ` (this server traces at most ${body.max_prompt_tokens})` : ""}: `),
+      ...body.tokens.map((t) => el("span.token-chip", { title: `id ${t.id}` }, tokenText(t.text).replace(/^ /, "·"))),
+    );
+    if (body.predictions.length) {
+      predictionsBox.append(el("span.muted.small", "Next token: "));
+      const list = el("ol.prediction-list", { "aria-label": "Top next-token predictions" });
+      for (const p of body.predictions) {
+        list.append(
+          el(
+            "li",
+            el(
+              "button.prediction",
+              { type: "button", title: "Explain this token", onclick: () => ($("target-token").value = p.text) },
+              el("span.pred-token", tokenText(p.text).replace(/^ /, "·")),
+              el("span.pred-bar", { "aria-hidden": "true" }, el("span", { style: { width: `${Math.max(2, p.probability * 100).toFixed(1)}%` } })),
+              el("span.pred-p", pct(p.probability, 1)),
+            ),
+          ),
+        );
+      }
+      predictionsBox.append(list);
+    }
+  }
+
+  function settingsFromForm() {
+    const settings = {};
+    const maxNodes = $("max-nodes").value;
+    if (maxNodes) settings.max_feature_nodes = Math.round(+maxNodes);
+    for (const [id, key, def] of [["node-threshold", "node_threshold", 0.8], ["edge-threshold", "edge_threshold", 0.98]]) {
+      const v = parseFloat($(id).value);
+      if (Number.isFinite(v) && v !== def) settings[key] = v;
+    }
+    return settings;
+  }
+
+  function setProgress(phase, percent, detail) {
+    const p = PHASES[phase] || { label: phase, from: 0, to: 100 };
+    const overall = p.from + ((p.to - p.from) * (percent || 0)) / 100;
+    phaseText.textContent = p.label;
+    detailText.textContent = detail || "";
+    fill.style.width = `${overall.toFixed(1)}%`;
+    track.setAttribute("aria-valuenow", overall.toFixed(0));
+    progress.dataset.phase = phase;
+  }
+
+  function busy(on) {
+    submit.disabled = on;
+    prompt.readOnly = on;
+    progress.hidden = !on && !progress.dataset.keep;
+  }
+
+  function openGraph(graphId) {
+    setProgress("done", 100, "opening the graph…");
+    location.assign(`/graph/${graphId}`);
+  }
+
+  function follow(accepted) {
+    job = { jobId: accepted.job_id, graphId: accepted.graph_id };
+    setProgress("queued", 0, accepted.position ? `${plural(accepted.position, "job")} ahead` : accepted.joined ? "joined an identical request" : "next in line");
+    const source = new EventSource(accepted.events_url);
+    job.source = source;
+    const finish = () => {
+      source.close();
+      job = null;
+    };
+    source.addEventListener("queued", (e) => {
+      const d = JSON.parse(e.data);
+      setProgress("queued", 0, d.position ? `${plural(d.position, "job")} ahead` : "next in line");
+    });
+    source.addEventListener("started", () => setProgress("started", 0, ""));
+    source.addEventListener("requeued", () => setProgress("queued", 0, "the worker stopped; waiting for another"));
+    source.addEventListener("progress", (e) => {
+      const d = JSON.parse(e.data);
+      setProgress(d.phase, d.percent, d.total > 1 ? `${d.done.toLocaleString()} / ${d.total.toLocaleString()}` : "");
+    });
+    source.addEventListener("done", (e) => {
+      const d = JSON.parse(e.data);
+      finish();
+      openGraph(d.graph_id || accepted.graph_id);
+    });
+    source.addEventListener("failed", (e) => {
+      const d = JSON.parse(e.data);
+      finish();
+      busy(false);
+      formError.textContent = `Tracing failed: ${d.message || "unknown error"}`;
+    });
+    source.addEventListener("cancelled", () => {
+      finish();
+      busy(false);
+      formError.textContent = "Cancelled.";
+    });
+    // EventSource reconnects by itself (resuming with Last-Event-ID) on network errors.
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    formError.textContent = "";
+    const text = prompt.value;
+    if (!text.trim()) {
+      formError.textContent = "Enter a prompt first.";
+      prompt.focus();
+      return;
+    }
+    const body = { prompt: text, settings: settingsFromForm() };
+    if (modelSelect.value) body.model = modelSelect.value;
+    const target = $("target-token").value;
+    if (target) body.target = { tokens: [target] };
+    busy(true);
+    setProgress("queued", 0, "submitting…");
+    try {
+      const { status, body: reply } = await postJSON("/api/graphs", body);
+      if (status === 200) openGraph(reply.graph_id);
+      else follow(reply);
+    } catch (err) {
+      busy(false);
+      formError.textContent = err.message;
+    }
+  });
+
+  cancel.addEventListener("click", async () => {
+    if (!job) return;
+    try {
+      await deleteJSON(`/api/jobs/${job.jobId}`);
+    } catch (err) {
+      formError.textContent = err.message;
+    }
+  });
+
+  prompt.addEventListener("input", preview);
+  prompt.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  modelSelect.addEventListener("change", preview);
+
+  loadModels();
+  loadRecent();
+}
+
+async function loadRecent() {
+  const list = $("recent-list");
+  try {
+    const { graphs } = await getJSON("/api/graphs?limit=20");
+    clear(list);
+    if (!graphs.length) list.replaceWith(el("p.muted#recent-list", "No graphs yet: trace a prompt above."));
+    for (const g of graphs) {
+      list.append(
+        el(
+          "li",
+          el("a.recent-link", { href: `/graph/${g.graph_id}` }, g.prompt),
+          el("span.muted.small", ` ${g.model} · ${plural(g.n_nodes, "node")} · ${plural(g.n_links, "link")} · ${relativeTime(g.created_at)}`),
+        ),
+      );
+    }
+  } catch (err) {
+    clear(list);
+    list.append(el("li.error", `Could not list graphs: ${err.message}`));
+  }
+}
+
+if (pageData().page === "home") initHome();
