@@ -261,6 +261,10 @@ def _old_error_ids(raw: dict[str, Any]) -> None:
     for node in raw["nodes"]:
         if node["node_id"] == "4_-1_4":
             node["node_id"] = "0_4_4"  # the pre-fix id, colliding with the layer-0 feature 0_4_4
+    for x in raw["links"]:
+        for end in ("source", "target"):
+            if x[end] == "4_-1_4":
+                x[end] = "0_4_4"
 
 
 def _drop_embedding(raw: dict[str, Any]) -> None:
@@ -284,13 +288,19 @@ MALFORMED = {
     "link from logit": mutated(lambda r: r["links"].append(link("27_573_5", "20_15589_5"))),
     "weight not a number": mutated(lambda r: r["links"][0].update(weight="big")),
     "duplicate node id": mutated(lambda r: r["nodes"].append(copy.deepcopy(r["nodes"][0]))),
-    "old colliding error ids": mutated(_old_error_ids),
     "missing embedding": mutated(_drop_embedding),
     "feature outside layers": mutated(lambda r: r["nodes"][0].update(node_id="30_1_5")),
     "node without id": mutated(lambda r: r["nodes"][0].pop("node_id")),
     "node not an object": mutated(lambda r: r["nodes"].append("x")),
     "bad attrgraph metadata": mutated(lambda r: r["metadata"].update(attrgraph=[])),
 }
+
+
+def test_old_colliding_error_ids_import_by_feature_type() -> None:
+    graph = from_json(mutated(_old_error_ids))
+    assert graph.stats["colliding_node_ids"] == 1
+    assert "4_-1_4" in {graph.node_id(i) for i in range(graph.n_nodes)}
+    assert "0_4_4" in {graph.node_id(i) for i in range(graph.n_features)}
 
 
 @pytest.mark.parametrize("name", sorted(MALFORMED))
@@ -311,3 +321,41 @@ def test_malformed_attrgraph_extras_raise() -> None:
     with pytest.raises(GraphFormatError):
         from_json(broken)
     assert issubclass(GraphFormatError, ValueError)
+
+
+def test_a_real_circuit_tracer_export_imports() -> None:
+    """circuit-tracer 0.5.0's own `create_graph_files` output (bench/ct_runner.py, 16-token prompt).
+
+    That release still names error nodes `0_L_p`, colliding with layer-0 feature ids; the import tells
+    them apart by feature_type and by which layers a link can connect.
+    """
+    import gzip
+
+    raw = gzip.decompress((Path(__file__).parent / "data" / "circuit_tracer_export_16.json.gz").read_bytes())
+    document = json.loads(raw)
+    graph = from_json(raw)
+    assert graph.n_pos == 16 and graph.n_layers == 6
+    ours: dict[str, str] = {}  # their id -> our id, for ids that are not ambiguous
+    errors = [n for n in document["nodes"] if n["feature_type"] == "mlp reconstruction error"]
+    colliding = {n["node_id"] for n in errors} & {
+        n["node_id"] for n in document["nodes"] if n["feature_type"] == "cross layer transcoder"
+    }
+    for node in document["nodes"]:
+        if node["feature_type"] == "mlp reconstruction error":
+            ours[node["node_id"]] = f"{node['layer']}_-1_{node['ctx_idx']}"
+        else:
+            ours.setdefault(node["node_id"], node["node_id"])
+    assert colliding and graph.stats["colliding_node_ids"] == len(colliding)
+    assert graph.n_features == len(document["nodes"]) - len(errors) - 16 - graph.n_logits
+    assert graph.edges.shape[0] == len(document["links"])
+    weights = {
+        (graph.node_id(int(s)), graph.node_id(int(t))): float(w)
+        for (t, s), w in zip(graph.edges.tolist(), graph.weights, strict=True)
+    }
+    checked = 0
+    for link in document["links"]:
+        if link["source"] in colliding or link["target"] in colliding:
+            continue
+        assert weights[(ours[link["source"]], ours[link["target"]])] == pytest.approx(link["weight"])
+        checked += 1
+    assert checked > 0.9 * len(document["links"])

@@ -587,6 +587,7 @@ def from_json(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) ->
         raise _fail("'metadata.attrgraph' must be an object")
 
     seen: dict[str, NodeKind] = {}
+    colliding: set[str] = set()  # ids used by a layer-0 feature and an old-style (0_L_p) error node
     for k, node in enumerate(nodes):
         if not isinstance(node, dict):
             raise _fail(f"node {k} is not an object")
@@ -597,6 +598,10 @@ def from_json(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) ->
         if not isinstance(feature_type, str):
             raise _fail(f"node {node_id!r} has no string feature_type")
         kind = _kind_of(feature_type)
+        if node_id in seen and {kind, seen[node_id]} == {NodeKind.FEATURE, NodeKind.ERROR}:
+            # circuit-tracer 0.5.0 still writes error nodes as 0_L_p; feature_type tells them apart.
+            colliding.add(node_id)
+            continue
         if node_id in seen:
             hint = ""
             if NodeKind.ERROR in (kind, seen[node_id]):
@@ -633,7 +638,13 @@ def from_json(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) ->
     for node_id, i in logit_index.items():
         index_of[node_id] = logit_offset + i
 
-    edges, weights = _parse_links(links, index_of, error_offset, logit_offset)
+    feature_index = {node_id: i for i, node_id in enumerate(parsed.feature_ids) if node_id in colliding}
+    # Errors have no inputs, so a colliding id as a link's target is the feature.
+    target_index_of = {**index_of, **feature_index}
+    edges, weights = _parse_links(links, index_of, error_offset, logit_offset, target_index_of)
+    ambiguous = _resolve_colliding_sources(
+        links, edges, colliding, feature_index, parsed, n_pos, error_offset
+    )
     targets = edges[:, 0]
     stored = torch.zeros(n_nodes, dtype=torch.float64).index_add_(0, targets, weights.to(torch.float64))
     stored_abs = torch.zeros(n_nodes, dtype=torch.float64).index_add_(
@@ -653,6 +664,8 @@ def from_json(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) ->
     generator_name = generator.get("name") if isinstance(generator, dict) else None
     if not isinstance(stats, dict):
         stats = {"imported_from": generator_name if isinstance(generator_name, str) else "circuit-tracer"}
+    if colliding:
+        stats = {**stats, "colliding_node_ids": len(colliding), "ambiguous_links": ambiguous}
     scan = metadata.get("scan")
     scan_text = scan if isinstance(scan, str) else ""
     transcoder_list = metadata.get("transcoder_list")
@@ -863,30 +876,73 @@ def _logit_node_indices(parsed: _Parsed, targets: list[LogitTarget]) -> dict[str
     return result
 
 
+def _resolve_colliding_sources(
+    links: list[Any],
+    edges: Tensor,
+    colliding: set[str],
+    feature_index: Mapping[str, int],
+    parsed: _Parsed,
+    n_pos: int,
+    error_offset: int,
+) -> int:
+    """Point links from a colliding id at the node they can come from; return how many stay ambiguous.
+
+    An id `0_L_p` names both layer-0 feature L and the layer-L error at p. An error at layer L feeds
+    only targets above L, so a link into a target at layer <= L comes from the feature. Otherwise
+    both are possible and the error is kept, as a viewer that maps ids to the last node would.
+    """
+    if not colliding:
+        return 0
+    ambiguous = 0
+    for k, link in enumerate(links):
+        source = link["source"]
+        if source not in colliding:
+            continue
+        error_layer = (int(edges[k, 1]) - error_offset) // n_pos
+        target = int(edges[k, 0])
+        target_layer = parsed.features[target][0] if target < error_offset else None
+        if target_layer is not None and target_layer <= error_layer:
+            edges[k, 1] = feature_index[source]
+        else:
+            ambiguous += 1
+    return ambiguous
+
+
 def _parse_links(
-    links: list[Any], index_of: Mapping[str, int], error_offset: int, logit_offset: int
+    links: list[Any],
+    index_of: Mapping[str, int],
+    error_offset: int,
+    logit_offset: int,
+    target_index_of: Mapping[str, int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(edges (n, 2) [target, source], weights float32). A fast path for well-formed links; on any
     problem the checking loop finds the first bad link and says what is wrong with it."""
+    target_index_of = target_index_of or index_of
     try:
-        targets = [index_of[link["target"]] for link in links]
+        targets = [target_index_of[link["target"]] for link in links]
         sources = [index_of[link["source"]] for link in links]
         weights = [link["weight"] for link in links]
     except (KeyError, TypeError):
-        _check_links(links, index_of, error_offset, logit_offset)
+        _check_links(links, index_of, error_offset, logit_offset, target_index_of)
         raise _fail("malformed links") from None
     if not all(type(w) is float or type(w) is int for w in weights):
-        _check_links(links, index_of, error_offset, logit_offset)
+        _check_links(links, index_of, error_offset, logit_offset, target_index_of)
     edges = torch.tensor([targets, sources], dtype=torch.long).T.reshape(-1, 2).contiguous()
     target_index, source_index = edges[:, 0], edges[:, 1]
     if bool(((target_index >= error_offset) & (target_index < logit_offset)).any()) or bool(
         (source_index >= logit_offset).any()
     ):
-        _check_links(links, index_of, error_offset, logit_offset)
+        _check_links(links, index_of, error_offset, logit_offset, target_index_of)
     return edges, torch.tensor(weights, dtype=torch.float32)
 
 
-def _check_links(links: list[Any], index_of: Mapping[str, int], error_offset: int, logit_offset: int) -> None:
+def _check_links(
+    links: list[Any],
+    index_of: Mapping[str, int],
+    error_offset: int,
+    logit_offset: int,
+    target_index_of: Mapping[str, int],
+) -> None:
     for k, link in enumerate(links):
         if not isinstance(link, dict):
             raise _fail(f"link {k} is not an object")
@@ -895,9 +951,9 @@ def _check_links(links: list[Any], index_of: Mapping[str, int], error_offset: in
             raise _fail(f"link {k} needs string source and target node ids")
         if source not in index_of:
             raise _fail(f"link {k} comes from unknown node {source!r}")
-        if target not in index_of:
+        if target not in target_index_of:
             raise _fail(f"link {k} goes to unknown node {target!r}")
-        if error_offset <= index_of[target] < logit_offset:
+        if error_offset <= target_index_of[target] < logit_offset:
             raise _fail(f"link {k} goes into {target!r}, but errors and embeddings have no inputs")
         if index_of[source] >= logit_offset:
             raise _fail(f"link {k} comes from logit {source!r}, but logits have no outputs")
