@@ -1,0 +1,225 @@
+"""Pydantic models for everything that crosses the HTTP boundary (requests and responses).
+
+Request models forbid unknown fields, so a typo in a setting is a 422 naming the field rather than
+a silently ignored option that still costs a full trace.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$"  # model and transcoder-set names (used in keys)
+ID_PATTERN = r"^[0-9a-f]{32}$"  # graph and job ids
+NODE_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+
+
+def _encodable(text: str) -> str:
+    # JSON may carry lone surrogates ("\ud800"); Python accepts them in a str, but no tokenizer,
+    # hash or JSON encoder downstream can handle them, so they are rejected here, as a 422.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it contains a lone surrogate)") from None
+    return text
+
+
+Text = Annotated[StrictStr, AfterValidator(_encodable)]
+TokenRef = Text | StrictInt  # a target token: its text or its vocabulary id
+
+
+class _Strict(BaseModel):
+    # Strict scalar types below too: `true` is not a number of nodes, and "5" is not 5.
+    model_config = ConfigDict(extra="forbid")
+
+
+class TargetRequest(_Strict):
+    """Which outputs to explain. Neither field: the most likely next tokens (see settings)."""
+
+    tokens: list[TokenRef] | None = Field(default=None, min_length=1, max_length=20)
+    logit_diff: tuple[TokenRef, TokenRef] | None = Field(
+        default=None, description="Explain logit(A) - logit(B) for [A, B]."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TargetRequest:
+        if self.tokens is not None and self.logit_diff is not None:
+            raise ValueError("give either tokens or logit_diff, not both")
+        for ref in [*(self.tokens or []), *(self.logit_diff or [])]:
+            if isinstance(ref, str) and not 0 < len(ref) <= 100:
+                raise ValueError("target token text must be 1 to 100 characters")
+            if isinstance(ref, int) and ref < 0:
+                raise ValueError("target token ids must be >= 0")
+        return self
+
+
+class GraphSettings(_Strict):
+    """Trace and pruning settings. Defaults are filled in before the graph id is computed, so
+    leaving a field out and giving its default are the same request."""
+
+    max_n_logits: StrictInt = Field(default=10, ge=1, le=50)
+    desired_logit_prob: StrictFloat = Field(default=0.95, gt=0.0, le=1.0)
+    max_feature_nodes: StrictInt | None = Field(
+        default=None, ge=0, description="Features kept in the graph; unset: the server's maximum."
+    )
+    max_edges_per_target: StrictInt = Field(default=4096, ge=1, le=65536)
+    node_threshold: StrictFloat = Field(
+        default=0.8, ge=0.0, le=1.0, description="Pruning: cumulative node influence kept."
+    )
+    edge_threshold: StrictFloat = Field(
+        default=0.98, ge=0.0, le=1.0, description="Pruning: cumulative edge influence kept."
+    )
+
+
+class GraphRequest(_Strict):
+    prompt: Text = Field(
+        min_length=1, description="The text to trace (the server caps its length in tokens)."
+    )
+    model: StrictStr | None = Field(
+        default=None, pattern=NAME_PATTERN, description="Model name; unset: the default."
+    )
+    transcoders: StrictStr | None = Field(default=None, pattern=NAME_PATTERN)
+    target: TargetRequest | None = None
+    settings: GraphSettings = Field(default_factory=GraphSettings)
+
+
+class GraphReady(BaseModel):
+    """The graph already exists (or was just found under the same content address)."""
+
+    status: Literal["ready"] = "ready"
+    graph_id: str
+    graph_url: str
+
+
+class JobAccepted(BaseModel):
+    """The graph is being computed (or queued); follow `events_url` or poll `job_url`."""
+
+    status: Literal["queued"] = "queued"
+    job_id: str
+    graph_id: str
+    position: int = Field(description="Jobs ahead of this one that have not started yet.")
+    joined: bool = Field(description="True when an identical request was already running and this joined it.")
+    job_url: str
+    events_url: str
+
+
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    state: JobState
+    model: str
+    transcoders: str
+    prompt: str
+    graph_id: str
+    position: int | None = Field(default=None, description="Set while queued: jobs ahead not yet started.")
+    phase: str | None = None
+    percent: float | None = None
+    error: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class CancelResult(BaseModel):
+    job_id: str
+    state: JobState = Field(description="The state now; a running job stays running until its worker stops.")
+    cancel_requested: bool
+
+
+class GraphSummary(BaseModel):
+    graph_id: str
+    prompt: str
+    model: str
+    transcoders: str
+    n_tokens: int
+    n_nodes: int
+    n_links: int
+    bytes: int
+    created_at: float
+    pinned: bool = False
+
+
+class GraphList(BaseModel):
+    graphs: list[GraphSummary]
+
+
+class Edge(BaseModel):
+    source: str
+    target: str
+    weight: float
+
+
+class NodeDetail(BaseModel):
+    graph_id: str
+    node: dict[str, Any]
+    incoming: list[Edge]
+    outgoing: list[Edge]
+
+
+class TranscoderInfo(BaseModel):
+    name: str
+    id: str
+    revision: str = ""
+    n_layers: int | None = None
+    d_transcoder: int | None = None
+    has_dashboards: bool = False
+
+
+class ModelInfo(BaseModel):
+    name: str
+    model_id: str
+    revision: str = ""
+    engine_version: str
+    n_layers: int | None = None
+    transcoders: list[TranscoderInfo]
+    default_transcoders: str
+    workers: int = Field(default=0, description="Live workers serving this model.")
+    default: bool = False
+
+
+class ModelList(BaseModel):
+    default_model: str | None
+    max_prompt_tokens: int
+    models: list[ModelInfo]
+
+
+class TokenizeRequest(_Strict):
+    prompt: Text = Field(min_length=1)
+    model: StrictStr | None = Field(default=None, pattern=NAME_PATTERN)
+    top_k: StrictInt = Field(
+        default=10, ge=0, le=50, description="Next-token predictions to return (0: none)."
+    )
+
+
+class Token(BaseModel):
+    id: int
+    text: str
+
+
+class Prediction(BaseModel):
+    id: int
+    text: str
+    probability: float
+
+
+class TokenizeResponse(BaseModel):
+    model: str
+    tokens: list[Token]
+    predictions: list[Prediction]
+    max_prompt_tokens: int
+
+
+class ErrorResponse(BaseModel):
+    detail: str
