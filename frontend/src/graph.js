@@ -11,7 +11,9 @@ import { subgraphScores } from "./lib/scores.js";
 import { createLinkGraph } from "./panels/linkgraph.js";
 import { createConnections } from "./panels/connections.js";
 import { createFeaturePanel } from "./panels/feature.js";
+import { createCollab } from "./panels/collab.js";
 import { createSubgraph } from "./panels/subgraph.js";
+import { createInterventions } from "./panels/interventions.js";
 import { createBreadcrumb, createToolbar } from "./panels/toolbar.js";
 
 const timing = { start: performance.now() };
@@ -80,17 +82,30 @@ async function main() {
   const toolbar = createToolbar(document.getElementById("toolbar"), { graph, store, linkGraph });
   createBreadcrumb(document.getElementById("breadcrumb"), { graph, store });
   const connections = createConnections(document.getElementById("connections"), { graph, store, graphId: data.graphId });
+  const collab = createCollab({
+    graph,
+    store,
+    graphId: data.graphId,
+    transcoders: summary.transcoders,
+    toolbar: document.getElementById("toolbar"),
+    viewId: new URLSearchParams(location.search).get("view"),
+  });
   createFeaturePanel(document.getElementById("feature"), {
     graph,
     store,
     transcoders: summary.transcoders,
     hasDashboards: !!data.hasDashboards,
+    collab,
   });
   const subgraph = createSubgraph(document.getElementById("subgraph"), {
     graph,
     store,
     title: `${summary.prompt || graph.metadata.prompt || ""} (${summary.model || graph.metadata.scan || ""})`,
   });
+  const ivRoot = el("section.panel.panel-interventions#interventions", { "aria-label": "Interventions" });
+  explorer.classList.add("with-interventions");
+  explorer.append(ivRoot);
+  const interventions = createInterventions(ivRoot, { graph, store, graphId: data.graphId });
   if (graph.thinned) {
     document.getElementById("toolbar").append(
       el("div.tool.note", { title: "The graph is too large to send whole; each clicked node's full edge list is fetched on demand." },
@@ -146,7 +161,7 @@ async function main() {
   // The second animation frame starts once the first frame with the graph has been painted.
   requestAnimationFrame(() => requestAnimationFrame(() => (timing.firstFrame = performance.now())));
   // For tests and benchmarks: the page's objects and when it became interactive.
-  window.__attrgraph = { graph, store, linkGraph, subgraph, timing, subgraphScores };
+  window.__attrgraph = { graph, store, linkGraph, subgraph, interventions, timing, subgraphScores, collab };
   explorer.dataset.interactive = "1";
 }
 

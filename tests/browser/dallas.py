@@ -16,6 +16,7 @@ import zlib
 from typing import Any
 
 from attrgraph.service.backend import Progress, UserError
+from attrgraph.service.interventions import InterventionJob
 from attrgraph.service.records import TraceSpec
 from attrgraph.service.schemas import ModelInfo, Prediction, Token, TranscoderInfo
 from attrgraph.service.settings import Settings
@@ -149,6 +150,15 @@ class DallasBackend:
         graph = dallas_graph(spec.prompt)
         progress("prune", 1, 1)
         return graph
+
+    def intervene(
+        self, model: str, transcoders: str, prompt: str, job: InterventionJob, progress: Progress
+    ) -> dict[str, Any]:
+        from tests.browser.dallas_interventions import scripted_intervention
+
+        progress("intervene", 0, 1)
+        time.sleep(self.step_s)
+        return scripted_intervention(prompt, job)
 
     def feature(self, transcoders: str, layer: int, index: int) -> dict[str, Any] | None:
         if transcoders != TRANSCODERS or not (0 <= layer < N_LAYERS and 0 <= index < D_TRANSCODER):

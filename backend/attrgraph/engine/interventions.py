@@ -259,3 +259,99 @@ def _original_activations(cache: ForwardCache, layer: int, d_transcoder: int) ->
     acts = torch.zeros(n, d_transcoder, device=sparse.values.device, dtype=sparse.values.dtype)
     acts[sparse.positions, sparse.features] = sparse.values
     return acts
+
+
+# -- swaps ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActiveFeature:
+    layer: int
+    position: int
+    feature: int
+    activation: float
+
+
+def active_features(
+    lm: TraceableModel,
+    transcoders: TranscoderSet,
+    prompt: str | list[int],
+    *,
+    layers: list[int] | None = None,
+    positions: list[int] | None = None,
+) -> list[ActiveFeature]:
+    """The features active on `prompt` (negative positions count from the end), strongest first."""
+    ids = tokenize(lm.tokenizer, prompt)
+    n_pos = len(ids)
+    wanted_pos = None if positions is None else {p % n_pos for p in positions}
+    rm = ReplacementModel(lm.model, transcoders)
+    device = next(lm.model.parameters()).device
+    token_ids = torch.tensor(ids, device=device)
+    exclude = int(token_ids[0] == lm.tokenizer.bos_token_id)
+    with torch.enable_grad():
+        cache = rm.run(token_ids, exclude_positions=exclude)
+    found: list[ActiveFeature] = []
+    for layer, sparse in enumerate(cache.activations):
+        if layers is not None and layer not in layers:
+            continue
+        for pos, feat, value in zip(
+            sparse.positions.tolist(), sparse.features.tolist(), sparse.values.tolist(), strict=True
+        ):
+            if (wanted_pos is None or pos in wanted_pos) and value != 0.0:
+                found.append(ActiveFeature(layer, int(pos), int(feat), float(value)))
+    found.sort(key=lambda f: -abs(f.activation))
+    return found
+
+
+def swap_interventions(
+    remove: list[ActiveFeature] | list[tuple[int, int, int]],
+    donor: list[ActiveFeature],
+    *,
+    k: float = 1.0,
+    scale_removed: float = 0.0,
+    position_shift: int = 0,
+) -> list[FeatureIntervention]:
+    """One group turned down (scaled by `scale_removed`, 0: ablated), another set to `k` times its
+    activations on the donor prompt, moved by `position_shift` (align the prompts' ends with
+    len(target) - len(donor)). A feature in both groups ends up at its donor value: later
+    interventions on the same (layer, position, feature) win."""
+    out: list[FeatureIntervention] = []
+    for item in remove:
+        layer, position, feature = (
+            (item.layer, item.position, item.feature) if isinstance(item, ActiveFeature) else item
+        )
+        mode = Mode.ABLATE if scale_removed == 0.0 else Mode.SCALE
+        out.append(FeatureIntervention(layer, position, feature, mode, scale_removed))
+    for f in donor:
+        out.append(
+            FeatureIntervention(f.layer, f.position + position_shift, f.feature, Mode.SET, k * f.activation)
+        )
+    return out
+
+
+def swap_from_prompt(
+    lm: TraceableModel,
+    transcoders: TranscoderSet,
+    prompt: str | list[int],
+    donor_prompt: str | list[int],
+    *,
+    layers: list[int],
+    position: int = -1,
+    k: float = 1.0,
+    scale_removed: float = 0.0,
+    options: InterventionOptions | None = None,
+) -> InterventionResult:
+    """Swap the features of `layers` at `position` (negative: from the end) of `prompt` for those
+    of `donor_prompt` at the matching position (prompts aligned at their ends)."""
+    n_target = len(tokenize(lm.tokenizer, prompt))
+    n_donor = len(tokenize(lm.tokenizer, donor_prompt))
+    target_pos = position % n_target
+    donor_pos = target_pos - (n_target - n_donor)
+    if not 0 <= donor_pos < n_donor:
+        raise InterventionError(f"position {position} has no match in the donor prompt")
+    remove = active_features(lm, transcoders, prompt, layers=layers, positions=[target_pos])
+    donor = active_features(lm, transcoders, donor_prompt, layers=layers, positions=[donor_pos])
+    ivs = swap_interventions(
+        remove, donor, k=k, scale_removed=scale_removed, position_shift=n_target - n_donor
+    )
+    return intervene(lm, transcoders, prompt, ivs, options)

@@ -31,6 +31,7 @@ from attrgraph.engine.models import LoadedModel
 from attrgraph.engine.pruning import prune
 from attrgraph.engine.transcoders.base import TranscoderSet
 from attrgraph.service.backend import Progress, UserError
+from attrgraph.service.interventions import InterventionJob
 from attrgraph.service.records import TraceSpec
 from attrgraph.service.schemas import ModelInfo, Prediction, Token, TranscoderInfo
 from attrgraph.service.settings import ModelSpec, Settings
@@ -171,6 +172,46 @@ class EngineBackend:
         progress("prune", 1, 1)
         # dumps writes float32 values in their shortest form; parsing that back keeps them short.
         document: dict[str, Any] = orjson.loads(interop.dumps(graph, prune_result=pruned, scan=spec.model))
+        return document
+
+    def intervene(
+        self, model: str, transcoders: str, prompt: str, job: InterventionJob, progress: Progress
+    ) -> dict[str, Any]:
+        """engine.interventions.intervene on the graph's prompt (re-tokenized: the same ids the
+        graph was traced from)."""
+        from attrgraph.engine.interventions import (
+            FeatureIntervention,
+            InterventionError,
+            InterventionOptions,
+            Mode,
+            intervene,
+        )
+
+        lm = self._model(model)
+        tc = self._transcoders.get(transcoders)
+        if tc is None:
+            raise UserError(f"this worker has no transcoder set {transcoders!r}")
+        ivs = [
+            FeatureIntervention(i.layer, i.position, i.feature, Mode(i.mode), float(i.value))
+            for i in job.interventions
+        ]
+        o = job.options
+        options = InterventionOptions(
+            freeze_attention=o.freeze_attention,
+            direct_only=o.direct_only,
+            apply_to_generated=o.apply_to_generated,
+            top_k=o.top_k,
+            n_generate=o.n_generate,
+        )
+        try:
+            with self._tokenizer_lock:
+                ids = engine_tokenize(lm.tokenizer, prompt)
+            result = intervene(lm, tc, ids, ivs, options)
+        except (InterventionError, PromptError) as exc:
+            raise UserError(str(exc)) from exc
+        document = result.to_dict()
+        for change in document["probability_changes"]:
+            change["token"] = str(lm.tokenizer.decode([change["token_id"]]))
         return document
 
     def feature(self, transcoders: str, layer: int, index: int) -> dict[str, Any] | None:

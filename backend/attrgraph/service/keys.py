@@ -23,6 +23,16 @@ server, and `redis-cli --scan --pattern 'attrgraph:*'` shows everything that is 
     rpc:reply:{id}         list       the one reply to a fast-lane request
     feature:{set}:{l}:{i}  string     a feature dashboard, cached from a worker
     rate:{client}:{window} string     requests a client made in one rate-limit window
+    ann:{kind}:{scope}:{key}          hash    a label or note: value, version, author, time (no TTL)
+    ann:{kind}:{scope}:{key}:history  list    every version of it, oldest first (no TTL)
+    labels:{set}           hash       feature key (layer_index) -> its current label, for search
+    notes:{graph}          hash       note target -> the current note
+    features:{set}:{feat}  set        graphs that use a feature (filled lazily, see annotations.py)
+    features:indexed       set        graphs already entered in the feature index
+    view:{id}              string     a share link's saved view (no TTL; pins its graph)
+    events:graph:{graph}   channel    pub/sub: note changes on a graph
+    events:labels:{set}    channel    pub/sub: label changes in a transcoder set
+    intervention:{id}      string     an intervention's result JSON (content-addressed, expires)
 
 Graphs themselves have no TTL: unpinned ones are bounded by bytes (store.py evicts least recently
 used), pinned ones are kept until their last reference goes.
@@ -44,6 +54,7 @@ RPC_QUEUE_TTL_S = 120  # requests nobody took are dropped (each also carries its
 RPC_REPLY_TTL_S = 60
 FEATURE_TTL_S = 24 * 3600
 RATE_WINDOW_S = 60
+INTERVENTION_TTL_S = 7 * 24 * 3600  # results are cheap to recompute; share links re-run them
 RECENT_MAX = 1000  # graphs listed by "recent"; older ones stay fetchable by id
 
 
@@ -131,3 +142,35 @@ class Keys:
 
     def rate(self, client: str, window: int) -> str:
         return f"{self.prefix}rate:{client}:{window}"
+
+    # --- collaboration (service/annotations.py): none of these expire -------------------------------
+    def annotation(self, kind: str, scope: str, key: str) -> str:
+        return f"{self.prefix}ann:{kind}:{scope}:{key}"
+
+    def annotation_history(self, kind: str, scope: str, key: str) -> str:
+        return f"{self.prefix}ann:{kind}:{scope}:{key}:history"
+
+    def labels(self, transcoder_set: str) -> str:
+        return f"{self.prefix}labels:{transcoder_set}"
+
+    def notes(self, graph_id: str) -> str:
+        return f"{self.prefix}notes:{graph_id}"
+
+    def feature_graphs(self, transcoder_set: str, feature: str) -> str:
+        return f"{self.prefix}features:{transcoder_set}:{feature}"
+
+    @property
+    def features_indexed(self) -> str:
+        return f"{self.prefix}features:indexed"
+
+    def view(self, view_id: str) -> str:
+        return f"{self.prefix}view:{view_id}"
+
+    def graph_channel(self, graph_id: str) -> str:
+        return f"{self.prefix}events:graph:{graph_id}"
+
+    def labels_channel(self, transcoder_set: str) -> str:
+        return f"{self.prefix}events:labels:{transcoder_set}"
+
+    def intervention(self, intervention_id: str) -> str:
+        return f"{self.prefix}intervention:{intervention_id}"

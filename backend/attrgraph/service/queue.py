@@ -73,14 +73,15 @@ class JobQueue:
         self._cancel = client.register_script(_CANCEL)
 
     async def submit(self, job: JobRecord) -> Submitted:
-        """Create `job` unless its graph exists (ready) or an identical job is live (joined)."""
+        """Create `job` unless its graph (or intervention result) exists (ready) or an identical job is
+        live (joined)."""
         k = self.keys
         record = job.to_hash()
         record.pop("entry_id", None)  # the script sets it from XADD
         fields = [x for pair in record.items() for x in pair]
         reply = await self._submit(
             keys=[
-                k.graph(job.graph_id),
+                k.intervention(job.graph_id) if job.kind == "intervention" else k.graph(job.graph_id),
                 k.inflight(job.graph_id),
                 k.queue(job.spec.model),
                 k.job(job.job_id),

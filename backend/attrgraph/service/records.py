@@ -12,6 +12,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, Field
 
+from attrgraph.service.interventions import InterventionJob
 from attrgraph.service.schemas import GraphSettings, JobState, TargetRequest
 
 
@@ -42,14 +43,19 @@ class JobRecord(BaseModel):
     error: str | None = None
     worker: str | None = None
     cancel_requested: bool = False
+    # An intervention job: graph_id is then the result's content address (not a graph's).
+    kind: Literal["graph", "intervention"] = "graph"
+    intervention: InterventionJob | None = None
 
     def to_hash(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for name, value in self.model_dump(exclude={"spec"}).items():
+        for name, value in self.model_dump(exclude={"spec", "intervention"}).items():
             if value is None:
                 continue
             out[name] = "1" if value is True else "0" if value is False else str(value)
         out["spec"] = self.spec.model_dump_json()
+        if self.intervention is not None:
+            out["intervention"] = self.intervention.model_dump_json()
         return out
 
     @classmethod
@@ -57,6 +63,8 @@ class JobRecord(BaseModel):
         fields = {text(k): text(v) for k, v in raw.items()}
         data: dict[str, Any] = dict(fields)
         data["spec"] = orjson.loads(fields["spec"])
+        if "intervention" in fields:
+            data["intervention"] = orjson.loads(fields["intervention"])
         data["cancel_requested"] = fields.get("cancel_requested") == "1"
         return cls.model_validate(data)
 

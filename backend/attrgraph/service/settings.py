@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
+    # --- Collaboration (labels, notes, share links) -------------------------------------------------
+    # "alice:tok1,bob:tok2": writes then need `Authorization: Bearer tok1` and are made as alice.
+    # Empty: anyone may write under a display name they choose (a local server).
+    tokens: str = ""
+    read_only: bool = False  # no anonymous writes at all (a public deployment); tokens still write
+    write_rate_per_minute: int = Field(default=120, ge=1)  # label / note / view writes per client
+    max_label_chars: int = Field(default=500, ge=1)
+    max_note_chars: int = Field(default=10_000, ge=1)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -19,6 +19,7 @@ import zlib
 from typing import Any
 
 from attrgraph.service.backend import Progress, UserError
+from attrgraph.service.interventions import InterventionJob
 from attrgraph.service.records import TraceSpec
 from attrgraph.service.schemas import ModelInfo, Prediction, Token, TranscoderInfo
 from attrgraph.service.settings import Settings
@@ -38,6 +39,7 @@ class FakeBackend:
         self.step_s = float(os.environ.get("ATTRGRAPH_FAKE_STEP_S", "0.01"))
         self.log = os.environ.get("ATTRGRAPH_FAKE_LOG")
         self.traces = 0
+        self.interventions = 0
 
     def load(self) -> list[ModelInfo]:
         transcoders = TranscoderInfo(
@@ -83,6 +85,35 @@ class FakeBackend:
             time.sleep(self.step_s)
         progress("attribution", self.steps, self.steps)
         return synthetic_graph(spec.prompt, spec.prompt.split() or [spec.prompt], n_features=20)
+
+    def intervene(
+        self, model: str, transcoders: str, prompt: str, job: InterventionJob, progress: Progress
+    ) -> dict[str, Any]:
+        """A made-up result whose "after" depends on the interventions (ablating anything lowers the
+        top token); `value` 13 raises a UserError, as an engine refusing an intervention would."""
+        self.interventions += 1
+        for step in range(self.steps):
+            progress("intervene", step, self.steps)
+            time.sleep(self.step_s)
+        if any(iv.value == 13 for iv in job.interventions):
+            raise UserError("the fake backend refuses the value 13")
+        shift = sum(0.05 if iv.mode == "ablate" else 0.01 * float(iv.value) for iv in job.interventions)
+        p_before = 0.5
+        p_after = min(max(p_before - shift, 0.0), 1.0)
+
+        def pred(p: float) -> dict[str, Any]:
+            return {
+                "top": [{"token_id": 1, "token": "x", "prob": p}],
+                "continuation": "x",
+                "continuation_ids": [1],
+            }
+
+        return {
+            "before": pred(p_before),
+            "after": pred(p_after),
+            "kl_divergence": abs(p_before - p_after),
+            "probability_changes": [{"token_id": 1, "token": "x", "before": p_before, "after": p_after}],
+        }
 
     def feature(self, transcoders: str, layer: int, index: int) -> dict[str, Any] | None:
         if transcoders != FAKE_TRANSCODERS or not (0 <= layer < 2 and 0 <= index < 100):

@@ -26,6 +26,7 @@ from attrgraph.service.backend import Progress, TracingBackend, UserError
 from attrgraph.service.consumer import Claim, Consumer
 from attrgraph.service.fastlane import FastLane
 from attrgraph.service.ids import new_id
+from attrgraph.service.intervention_worker import run_intervention
 from attrgraph.service.keys import Keys
 from attrgraph.service.records import JobEvent, JobRecord
 from attrgraph.service.registry import WorkerInfo, WorkerRegistry
@@ -205,6 +206,8 @@ class Worker:
         self.consumer.finish(claim, job, outcome)
 
     def _run(self, job: JobRecord) -> JobEvent:
+        if job.kind == "intervention":
+            return run_intervention(self, job)
         base = {"job_id": job.job_id, "graph_id": job.graph_id}
         if self.store.exists(job.graph_id):  # computed meanwhile under the same content address
             return JobEvent(event="done", data=base)

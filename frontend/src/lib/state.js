@@ -15,6 +15,8 @@ export const DEFAULTS = Object.freeze({
   densityThreshold: 0.0, // hide background links carrying less than this share of their target's input
   hideErrors: false,
   search: "",
+  interventions: [], // [[layer, feature, position, mode, value], ...] (panels/interventions.js)
+  ivOptions: "", // intervention switches: "f" freeze attention, "d" direct only, "g" apply to generated
 });
 
 // Transient state: not in the URL.
@@ -33,6 +35,23 @@ function parseJSONList(text) {
   try {
     const value = JSON.parse(text);
     return Array.isArray(value) ? value.filter((x) => Array.isArray(x) && x.length >= 2).map((x) => x.map(String)) : [];
+  } catch {
+    return [];
+  }
+}
+
+const IV_MODES = ["set", "scale", "ablate", "add"];
+
+/** Interventions from the URL: well-formed [layer, feature, position, mode, value] entries only. */
+export function parseInterventions(text) {
+  if (!text) return [];
+  try {
+    const value = JSON.parse(text);
+    if (!Array.isArray(value)) return [];
+    return value
+      .filter((x) => Array.isArray(x) && x.length === 5 && x.slice(0, 3).every((n) => Number.isInteger(n) && n >= 0))
+      .filter((x) => IV_MODES.includes(x[3]) && Number.isFinite(x[4]))
+      .slice(0, 256);
   } catch {
     return [];
   }
@@ -59,6 +78,8 @@ export function fromSearch(search) {
   if (state.clickedId && state.trail[state.trail.length - 1] !== state.clickedId) state.trail = [state.clickedId];
   state.hideErrors = params.get("hideErrors") === "1";
   state.search = params.get("search") || "";
+  state.interventions = parseInterventions(params.get("interventions"));
+  state.ivOptions = (params.get("ivOptions") || "").replace(/[^fdg]/g, "");
   return state;
 }
 
@@ -73,6 +94,8 @@ export function toSearch(state) {
   for (const key of NUMBER_KEYS) if (state[key] !== DEFAULTS[key]) params.set(key, String(state[key]));
   if (state.hideErrors) params.set("hideErrors", "1");
   if (state.search) params.set("search", state.search);
+  if (state.interventions.length) params.set("interventions", JSON.stringify(state.interventions));
+  if (state.ivOptions) params.set("ivOptions", state.ivOptions);
   const text = params.toString();
   return text ? `?${text}` : "";
 }

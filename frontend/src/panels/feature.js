@@ -9,7 +9,7 @@ import { labelOf, placeOf } from "../lib/graphdata.js";
 import { num, pct, quoted, tokenText } from "../lib/format.js";
 import { labelOverrides, walkTo, labelsChanged } from "../lib/state.js";
 
-export function createFeaturePanel(root, { graph, store, transcoders, hasDashboards }) {
+export function createFeaturePanel(root, { graph, store, transcoders, hasDashboards, collab }) {
   clear(root);
   const head = el("div.panel-head");
   const body = el("div.feature-body");
@@ -31,7 +31,7 @@ export function createFeaturePanel(root, { graph, store, transcoders, hasDashboa
 
   /** Graphs traced without labels: take the dashboard's, for every position of the feature. */
   function learnLabel(node, label) {
-    if (!label || node.raw.clerp) return false;
+    if (!label || node.raw.clerp || node.sharedLabel) return false;
     const same = graph.byFeature.get(`${node.featureLayer}_${node.featureIndex}`) || [node];
     if (same.every((d) => d.label === label)) return false;
     for (const d of same) d.label = label;
@@ -41,6 +41,16 @@ export function createFeaturePanel(root, { graph, store, transcoders, hasDashboa
 
   function setLabel(node, label) {
     const clerps = store.get().clerps.filter(([id]) => id !== node.id);
+    if (collab && node.kind === "feature") {
+      // Shared: the label goes to every graph with this feature (panels/collab.js).
+      if (label === labelOf(node, labelOverrides(store.get()))) return render();
+      store.set({ clerps });
+      collab.saveLabel(node, label).then((result) => {
+        render();
+        if (!result.ok) body.prepend(el("p.error#label-conflict", result.message));
+      });
+      return;
+    }
     if (label && label !== node.label) clerps.push([node.id, label]);
     store.set({ clerps });
   }
@@ -69,6 +79,48 @@ export function createFeaturePanel(root, { graph, store, transcoders, hasDashboa
       input.addEventListener("blur", () => finish(true), { once: true });
     });
     return el("div.label-row", title, edit);
+  }
+
+  /** Who wrote the label and when, its history with revert, and a note on this node. */
+  function collabSection(node) {
+    const item = collab.itemFor(node);
+    const by = item && item.version ? el("p.muted.label-author", `Label by ${item.author || "?"}, ${new Date(item.time * 1000).toLocaleString()}`) : "";
+    const versions = el("ol.label-history");
+    const history = el("details.label-history-box", el("summary", "Label history"), versions);
+    history.addEventListener("toggle", async () => {
+      if (!history.open) return;
+      const list = await collab.history(node);
+      versions.replaceChildren(
+        ...list.map((v) =>
+          el(
+            "li",
+            el("span.history-value", v.value || "(cleared)"),
+            el("span.muted", ` · ${v.author || "?"} · ${new Date(v.time * 1000).toLocaleString()} `),
+            el("button.link-button", { type: "button", onclick: () => collab.revert(node, v.version) }, "Revert to this"),
+          ),
+        ),
+      );
+    });
+    const note = el("textarea#node-note.note-input", { rows: 2, placeholder: "Note on this node", "aria-label": "Note on this node" });
+    const status = el("span.muted.note-status");
+    let noteVersion = 0;
+    collab.note(`node:${node.id}`).then((n) => {
+      note.value = n.value || "";
+      noteVersion = n.version || 0;
+    });
+    const save = el("button.link-button#save-note", { type: "button" }, "Save note");
+    save.addEventListener("click", async () => {
+      const { status: code, body: reply } = await collab.saveNote(`node:${node.id}`, note.value, noteVersion);
+      if (code === 200) {
+        noteVersion = reply.version;
+        status.textContent = "Saved";
+      } else if (code === 409 && reply && reply.current) {
+        noteVersion = reply.current.version;
+        note.value = reply.current.value;
+        status.textContent = `${reply.current.author || "Someone"} changed this note first; it now shows theirs.`;
+      } else status.textContent = `Could not save (${code})`;
+    });
+    return el("div.collab", by, history, el("div.note-row", note, save, status));
   }
 
   function otherPositions(node) {
@@ -204,6 +256,7 @@ export function createFeaturePanel(root, { graph, store, transcoders, hasDashboa
     if (node.kind !== "feature") return renderNonFeature(node);
     body.append(
       labelEditor(node),
+      collab ? collabSection(node) : "",
       el("p.muted", `Layer ${node.featureLayer}, feature ${node.featureIndex} · ${placeOf(node)} ${quoted(graph.tokens[node.ctx] ?? "")} · activation ${num(node.activation)}`),
       el("section.others", el("h4", "Also active in this graph"), otherPositions(node)),
     );

@@ -21,7 +21,18 @@ from attrgraph.service import web
 from attrgraph.service.api.deps import Services
 from attrgraph.service.api.limits import BodySizeLimit
 from attrgraph.service.api.responses import OrjsonResponse
-from attrgraph.service.api.routes import features, graphs, jobs, models, tokenize
+from attrgraph.service.api.routes import (
+    events,
+    features,
+    graphs,
+    interventions,
+    jobs,
+    labels,
+    models,
+    notes,
+    tokenize,
+    views,
+)
 from attrgraph.service.settings import Settings, get_settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -77,7 +88,7 @@ def create_app(settings: Settings | None = None, client: aioredis.Redis | None =
         body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True, default=str)
         return Response(body, status_code=422, media_type="application/json")
 
-    for module in (graphs, jobs, models, tokenize, features):
+    for module in (graphs, jobs, models, tokenize, features, interventions, labels, notes, views, events):
         app.include_router(module.router)
     app.include_router(web.router)  # the explorer's pages (service/web.py)
     app.mount("/static", web.static_files(), name="static")

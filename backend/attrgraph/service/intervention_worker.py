@@ -1,0 +1,65 @@
+"""The worker's side of intervention jobs: run the backend's `intervene`, store the result.
+
+Intervention jobs travel through the same queue, claim, heartbeat, progress and cancellation
+machinery as graph jobs (worker.py); only the computation and where the result goes differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import orjson
+import redis
+
+from attrgraph.service.backend import UserError
+from attrgraph.service.interventions import InterventionBackend
+from attrgraph.service.keys import INTERVENTION_TTL_S
+from attrgraph.service.records import JobEvent, JobRecord
+
+if TYPE_CHECKING:
+    from attrgraph.service.worker import Worker
+
+log = logging.getLogger("attrgraph.worker")
+
+
+def run_intervention(worker: Worker, job: JobRecord) -> JobEvent:
+    from attrgraph.service.worker import JobCancelled, WorkerStopping
+
+    key = worker.keys.intervention(job.graph_id)
+    base = {"job_id": job.job_id, "intervention_id": job.graph_id}
+    if worker.r.exists(key):
+        return JobEvent(event="done", data=base)
+    backend = worker.backend
+    if job.intervention is None or not hasattr(backend, "intervene"):
+        return JobEvent(event="failed", data={**base, "message": "this worker cannot run interventions"})
+    started = time.monotonic()
+    progress = worker._progress(job)
+    try:
+        with worker._model_lock:
+            progress("intervene", 0, 1)
+            result = _backend(backend).intervene(
+                job.spec.model, job.spec.transcoders, job.spec.prompt, job.intervention, progress
+            )
+            progress("intervene", 1, 1)
+        result = {**result, "intervention_id": job.graph_id, "graph_id": job.intervention.graph_id}
+        worker.r.set(key, orjson.dumps(result), ex=INTERVENTION_TTL_S)
+    except JobCancelled:
+        return JobEvent(event="cancelled", data={**base, "message": "cancelled by request"})
+    except UserError as exc:
+        return JobEvent(event="failed", data={**base, "message": str(exc)})
+    except (WorkerStopping, redis.ConnectionError, redis.TimeoutError):
+        raise
+    except Exception as exc:  # the job fails, the worker lives on
+        log.exception("intervention job %s failed", job.job_id)
+        return JobEvent(
+            event="failed", data={**base, "message": f"internal error: {type(exc).__name__}: {exc}"}
+        )
+    seconds = round(time.monotonic() - started, 3)
+    log.info("job %s: intervention %s in %.2fs", job.job_id, job.graph_id, seconds)
+    return JobEvent(event="done", data={**base, "seconds": seconds})
+
+
+def _backend(backend: object) -> InterventionBackend:
+    return backend  # type: ignore[return-value]
