@@ -82,7 +82,7 @@ def select_targets(
 
 def target_directions(unembed: Tensor, targets: list[LogitTarget]) -> Tensor:
     """(n_targets, d_model) read directions on the final-norm output."""
-    w = unembed.float()  # (vocab, d_model)
+    w = unembed.detach().float()  # (vocab, d_model)
     mean = w.mean(0)
     rows = []
     for t in targets:
@@ -97,7 +97,7 @@ def target_biases(unembed_bias: Tensor | None, targets: list[LogitTarget]) -> Te
     """(n_targets,) the constant each target direction adds through the unembedding bias."""
     if unembed_bias is None:
         return torch.zeros(len(targets))
-    b = unembed_bias.float()
+    b = unembed_bias.detach().float()
     mean = b.mean()
     return torch.stack(
         [b[t.token_id] - (mean if t.minus_token_id is None else b[t.minus_token_id]) for t in targets]
