@@ -11,9 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 import orjson
-import redis
 
-from attrgraph.service.backend import UserError
 from attrgraph.service.interventions import InterventionBackend
 from attrgraph.service.keys import INTERVENTION_TTL_S
 from attrgraph.service.records import JobEvent, JobRecord
@@ -25,7 +23,7 @@ log = logging.getLogger("attrgraph.worker")
 
 
 def run_intervention(worker: Worker, job: JobRecord) -> JobEvent:
-    from attrgraph.service.worker import JobCancelled, WorkerStopping
+    from attrgraph.service.worker import guarded
 
     key = worker.keys.intervention(job.graph_id)
     base = {"job_id": job.job_id, "intervention_id": job.graph_id}
@@ -34,28 +32,23 @@ def run_intervention(worker: Worker, job: JobRecord) -> JobEvent:
     backend = worker.backend
     if job.intervention is None or not hasattr(backend, "intervene"):
         return JobEvent(event="failed", data={**base, "message": "this worker cannot run interventions"})
+    intervention = job.intervention
     started = time.monotonic()
     progress = worker._progress(job)
-    try:
+
+    def compute() -> None:
         with worker._model_lock:
             progress("intervene", 0, 1)
             result = _backend(backend).intervene(
-                job.spec.model, job.spec.transcoders, job.spec.prompt, job.intervention, progress
+                job.spec.model, job.spec.transcoders, job.spec.prompt, intervention, progress
             )
             progress("intervene", 1, 1)
-        result = {**result, "intervention_id": job.graph_id, "graph_id": job.intervention.graph_id}
+        result = {**result, "intervention_id": job.graph_id, "graph_id": intervention.graph_id}
         worker.r.set(key, orjson.dumps(result), ex=INTERVENTION_TTL_S)
-    except JobCancelled:
-        return JobEvent(event="cancelled", data={**base, "message": "cancelled by request"})
-    except UserError as exc:
-        return JobEvent(event="failed", data={**base, "message": str(exc)})
-    except (WorkerStopping, redis.ConnectionError, redis.TimeoutError):
-        raise
-    except Exception as exc:  # the job fails, the worker lives on
-        log.exception("intervention job %s failed", job.job_id)
-        return JobEvent(
-            event="failed", data={**base, "message": f"internal error: {type(exc).__name__}: {exc}"}
-        )
+
+    failure = guarded(job, base, compute)
+    if failure is not None:
+        return failure
     seconds = round(time.monotonic() - started, 3)
     log.info("job %s: intervention %s in %.2fs", job.job_id, job.graph_id, seconds)
     return JobEvent(event="done", data={**base, "seconds": seconds})

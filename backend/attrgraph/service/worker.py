@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -28,7 +28,7 @@ from attrgraph.service.fastlane import FastLane
 from attrgraph.service.ids import new_id
 from attrgraph.service.intervention_worker import run_intervention
 from attrgraph.service.keys import Keys
-from attrgraph.service.records import JobEvent, JobRecord
+from attrgraph.service.records import GraphMeta, JobEvent, JobRecord
 from attrgraph.service.registry import WorkerInfo, WorkerRegistry
 from attrgraph.service.rpc import RpcServer
 from attrgraph.service.schemas import ModelInfo
@@ -36,6 +36,7 @@ from attrgraph.service.settings import Settings
 from attrgraph.service.store import GraphWriter
 
 log = logging.getLogger("attrgraph.worker")
+T = TypeVar("T")
 
 PROGRESS_INTERVAL_S = 0.2  # at most this often per phase: events stay few, cancellation stays quick
 POLL_S = 1.0  # longest blocking wait on Redis: how quickly a stop request is noticed
@@ -47,6 +48,27 @@ class JobCancelled(Exception):
 
 class WorkerStopping(Exception):
     pass
+
+
+def guarded(job: JobRecord, base: dict[str, Any], compute: Callable[[], T]) -> T | JobEvent:
+    """Run one job's computation: its result, or the event that ends the job otherwise.
+
+    Cancellation and a user's error end the job; a stopping worker or a lost Redis propagate (the
+    claim is handed back or reclaimed); anything else fails the job, never the worker.
+    """
+    try:
+        return compute()
+    except JobCancelled:
+        return JobEvent(event="cancelled", data={**base, "message": "cancelled by request"})
+    except UserError as exc:
+        return JobEvent(event="failed", data={**base, "message": str(exc)})
+    except (WorkerStopping, redis.ConnectionError, redis.TimeoutError):
+        raise
+    except Exception as exc:
+        log.exception("job %s failed", job.job_id)
+        return JobEvent(
+            event="failed", data={**base, "message": f"internal error: {type(exc).__name__}: {exc}"}
+        )
 
 
 class Worker:
@@ -212,30 +234,25 @@ class Worker:
         if self.store.exists(job.graph_id):  # computed meanwhile under the same content address
             return JobEvent(event="done", data=base)
         started = time.monotonic()
-        try:
-            with self._model_lock:
-                graph = self.backend.trace(job.spec, self._progress(job))
-            meta, gz, nodes = graphjson.encode(
-                graph, graph_id=job.graph_id, model=job.spec.model, transcoders=job.spec.transcoders
-            )
-            self.store.put(meta, gz, nodes)
-        except JobCancelled:
-            return JobEvent(event="cancelled", data={**base, "message": "cancelled by request"})
-        except UserError as exc:
-            return JobEvent(event="failed", data={**base, "message": str(exc)})
-        except (WorkerStopping, redis.ConnectionError, redis.TimeoutError):
-            raise
-        except Exception as exc:  # the job fails, the worker lives on
-            log.exception("job %s failed", job.job_id)
-            return JobEvent(
-                event="failed", data={**base, "message": f"internal error: {type(exc).__name__}: {exc}"}
-            )
+        outcome = guarded(job, base, lambda: self._compute_graph(job))
+        if isinstance(outcome, JobEvent):
+            return outcome
+        meta = outcome
         self.graphs_computed += 1
         seconds = round(time.monotonic() - started, 3)
         log.info("job %s: graph %s in %.2fs", job.job_id, job.graph_id, seconds)
         return JobEvent(
             event="done", data={**base, "seconds": seconds, "nodes": meta.n_nodes, "links": meta.n_links}
         )
+
+    def _compute_graph(self, job: JobRecord) -> GraphMeta:
+        with self._model_lock:
+            graph = self.backend.trace(job.spec, self._progress(job))
+        meta, gz, nodes = graphjson.encode(
+            graph, graph_id=job.graph_id, model=job.spec.model, transcoders=job.spec.transcoders
+        )
+        self.store.put(meta, gz, nodes)
+        return meta
 
     def _progress(self, job: JobRecord) -> Progress:
         last: dict[str, Any] = {"phase": "", "at": 0.0}
