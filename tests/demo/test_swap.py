@@ -1,4 +1,4 @@
-"""The Dallas -> Oakland swap of docs/demo-model.md ("Interventions: the Dallas swap through the
+"""The Dallas -> Oakland swap of docs/demo-model.md ("The same swap through the intervention
 engine"), measured with engine.interventions on the committed demo model.
 
 The Dallas graph's intermediate-state features (layer 0 at the last token " is") are turned down
