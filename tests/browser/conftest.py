@@ -53,7 +53,9 @@ def screenshot_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: sync Playwright keeps an asyncio loop running in this thread, which
+# breaks asyncio.run() in every later test until it is stopped.
+@pytest.fixture(scope="package")
 def browser_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     try:
@@ -101,7 +103,7 @@ class Service:
             return str(body["graph_id"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def service(browser_redis_url: str) -> Iterator[Service]:
     svc = Service(browser_redis_url)
     with svc.api, svc.worker:
@@ -109,7 +111,7 @@ def service(browser_redis_url: str) -> Iterator[Service]:
     clear_prefix(browser_redis_url, svc.settings.key_prefix)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if sync_api is None:
         pytest.skip("the playwright Python package is not installed (pip install playwright)")
