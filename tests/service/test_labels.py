@@ -207,3 +207,20 @@ def test_export_validates_and_reimports_with_labels(api: str, settings: Settings
         again = client.get(f"/api/graphs/{body['graph_id']}/export").json()
         jsonschema.validate(again, schema)
         assert next(n for n in again["nodes"] if n["node_id"] == node_id)["clerp"] == "Say a capital"
+
+
+def test_imports_take_whole_graphs_other_routes_stay_small(api: str, settings: Settings) -> None:
+    gid = store_example(settings)
+    with http(api) as client:
+        document = client.get(f"/api/graphs/{gid}/export", params={"labels": 1}).json()
+        # Real graphs run to megabytes: far past the 64 KB bound every other route keeps.
+        document["metadata"]["info"] = {"description": "x" * (4 * settings.max_request_bytes)}
+        body = json.dumps(document).encode()
+        imported = client.post(
+            "/api/imports", params={"model": "fake", "transcoders": "big-set"}, content=body, headers=USER
+        )
+        assert imported.status_code == 201, imported.text
+        too_big = client.post(
+            "/api/graphs", content=body, headers={**USER, "content-type": "application/json"}
+        )
+        assert too_big.status_code == 413 and str(settings.max_request_bytes) in too_big.text

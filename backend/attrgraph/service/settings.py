@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     max_prompt_tokens: int = Field(default=256, ge=1)
     max_prompt_chars: int = Field(default=8192, ge=1)  # cheap check before any tokenizer runs
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_import_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # POST /api/imports: whole graphs
     max_queue: int = Field(default=100, ge=1)  # jobs waiting or running per model before 503
     rate_limit_per_minute: int = Field(default=30, ge=1)  # new graph computations per client
     trust_forwarded_for: bool = False  # behind a reverse proxy: rate-limit by X-Forwarded-For

@@ -17,17 +17,20 @@ class BodySizeLimit:
     """413 for bodies over `max_bytes`, declared (Content-Length) or streamed (chunked), before any
     route parses them."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Routes that take whole documents (graph imports) get their own, larger bound.
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.per_path.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._reject(send)
+        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+            await self._reject(send, max_bytes)
             return
         received = 0
         started = rejected = False
@@ -37,13 +40,13 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     # Answer 413 now and tell the app the client left, so it stops reading; whatever
                     # it tries to send after that is dropped (FastAPI would turn an exception here
                     # into a 400).
                     if not started:
                         rejected = True
-                        await self._reject(send)
+                        await self._reject(send, max_bytes)
                     return {"type": "http.disconnect"}
             return message
 
@@ -56,8 +59,8 @@ class BodySizeLimit:
 
         await self.app(scope, limited_receive, tracking_send)
 
-    async def _reject(self, send: Send) -> None:
-        body = b'{"detail":"request body too large (at most %d bytes)"}' % self.max_bytes
+    async def _reject(self, send: Send, max_bytes: int) -> None:
+        body = b'{"detail":"request body too large (at most %d bytes)"}' % max_bytes
         await send(
             {
                 "type": "http.response.start",

@@ -71,7 +71,11 @@ def create_app(settings: Settings | None = None, client: aioredis.Redis | None =
         default_response_class=OrjsonResponse,
         lifespan=lifespan,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        per_path={"/api/imports": settings.max_import_bytes},
+    )
 
     @app.exception_handler(RedisError)
     async def redis_unavailable(request: Request, exc: RedisError) -> OrjsonResponse:
