@@ -82,7 +82,11 @@ def test_engine_graph_in_the_explorer(page: Any, engine_url: str) -> None:
     assert page.locator(".conn-inputs .conn-row").count() >= 1
     # Whole-graph scores come from the file; pinning every feature gives the page's own.
     scores = document["metadata"]["attrgraph"]["scores"]
-    expect(page.locator("#subgraph-scores")).to_contain_text("Whole graph")
+    shown = page.locator("#subgraph-scores")
+    expect(shown).to_contain_text("Full graph: replacement")
+    expect(shown).to_contain_text("Pruned graph: replacement")
+    full_replacement = f"{100 * scores['replacement_score']:.1f}%"
+    expect(shown).to_contain_text(f"Full graph: replacement {full_replacement}")
     features = [n["node_id"] for n in document["nodes"] if n["feature_type"] == "cross layer transcoder"]
     js = page.evaluate("(ids) => window.__attrgraph.subgraphScores(window.__attrgraph.graph, ids)", features)
     pruned = scores["pruned"]

@@ -38,5 +38,7 @@ def test_demo_model_end_to_end(redis_url: str) -> None:
             if demo_dashboards_dir().exists():
                 detail = c.get(f"/api/features/demo/{layer}/{index}")
                 assert detail.status_code == 200 and "label" in detail.json()
+                # Features arrive labelled from their dashboards, not as bare "L0 #220".
+                assert feature["clerp"] and feature["clerp"] == detail.json()["label"]
     finally:
         clear_prefix(redis_url, settings.key_prefix)

@@ -27,8 +27,9 @@ from attrgraph.engine import (
     trace,
 )
 from attrgraph.engine.attribution import tokenize as engine_tokenize
+from attrgraph.engine.graph import Graph
 from attrgraph.engine.models import LoadedModel
-from attrgraph.engine.pruning import prune
+from attrgraph.engine.pruning import PruneResult, prune
 from attrgraph.engine.transcoders.base import TranscoderSet
 from attrgraph.service.backend import Progress, UserError
 from attrgraph.service.interventions import InterventionJob
@@ -170,6 +171,7 @@ class EngineBackend:
         progress("prune", 0, 1)
         pruned = prune(graph, node_threshold=s.node_threshold, edge_threshold=s.edge_threshold)
         progress("prune", 1, 1)
+        graph.feature_labels.update(self._dashboard_labels(spec.transcoders, graph, pruned))
         # dumps writes float32 values in their shortest form; parsing that back keeps them short.
         document: dict[str, Any] = orjson.loads(interop.dumps(graph, prune_result=pruned, scan=spec.model))
         return document
@@ -213,6 +215,18 @@ class EngineBackend:
         for change in document["probability_changes"]:
             change["token"] = str(lm.tokenizer.decode([change["token_id"]]))
         return document
+
+    def _dashboard_labels(self, transcoders: str, graph: Graph, pruned: PruneResult) -> dict[str, str]:
+        """Automatic labels of the features the pruned graph keeps, so the page reads "say Austin"
+        rather than "L3 #88" (shared labels people write still take precedence in the page)."""
+        labels: dict[str, str] = {}
+        for node in pruned.node_mask[: graph.n_features].nonzero(as_tuple=True)[0].tolist():
+            layer, _, index = (int(v) for v in graph.features[node])
+            dashboard = self.feature(transcoders, layer, index)
+            label = dashboard.get("label") if dashboard else None
+            if isinstance(label, str) and label:
+                labels[f"{layer}_{index}"] = label
+        return labels
 
     def feature(self, transcoders: str, layer: int, index: int) -> dict[str, Any] | None:
         from attrgraph.demo.paths import load_dashboard

@@ -234,7 +234,6 @@ export function createSubgraph(root, { graph, store, title }) {
     const state = store.get();
     clear(scores);
     const whole = graph.extras.scores || {};
-    const graphScores = whole.pruned || whole;
     const fmt = (x) => (Number.isFinite(x) ? pct(x, 1) : "–");
     if (state.pinnedIds.length) {
       if (scoreMemo.pinned !== state.pinnedIds) scoreMemo = { pinned: state.pinnedIds, scores: subgraphScores(graph, state.pinnedIds) };
@@ -254,12 +253,18 @@ export function createSubgraph(root, { graph, store, title }) {
         ),
       );
     }
-    if (Number.isFinite(graphScores.replacement_score)) {
+    // The engine's scores: the full traced graph, and the part kept by server-side pruning.
+    const engineScores = [
+      ["Full graph", "every traced node and edge", whole],
+      ["Pruned graph", "the nodes and edges kept by pruning on the server", whole.pruned],
+    ];
+    for (const [name, what, value] of engineScores) {
+      if (!value || !Number.isFinite(value.replacement_score)) continue;
       scores.append(
         el(
           "span.score.muted",
-          { title: "The engine's scores for the graph as pruned on the server" },
-          `Whole graph: replacement ${fmt(graphScores.replacement_score)} · completeness ${fmt(graphScores.completeness_score)}`,
+          { title: `The engine's scores for ${what}` },
+          `${name}: replacement ${fmt(value.replacement_score)} · completeness ${fmt(value.completeness_score)}`,
         ),
       );
     }
