@@ -76,9 +76,9 @@ def browser_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 class Service:
     """The API and one worker with the scripted backend, on a free port."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, **overrides: Any) -> None:
         self.settings = make_settings(
-            redis_url, default_model="dallas-demo", backend="tests.browser.dallas:DallasBackend"
+            redis_url, default_model="dallas-demo", backend="tests.browser.dallas:DallasBackend", **overrides
         )
         self.api = ApiServer(self.settings)
         self.worker = WorkerThread(self.settings, DallasBackend(self.settings))  # type: ignore[arg-type]

@@ -218,3 +218,37 @@ def test_share_link_restores_the_exact_view(contexts: Contexts, graph_id: str) -
         "([id, t]) => window.__attrgraph.graph.byId.get(id).label === t", arg=[a, "Label when shared"]
     )
     shoot(fresh, "collab-share-restored")
+
+
+def test_token_field_appears_only_where_tokens_are_required(
+    contexts: Contexts, graph_id: str, browser: Any, browser_redis_url: str
+) -> None:
+    open_page = contexts.page()
+    open_graph(open_page, f"/graph/{graph_id}")
+    expect(open_page.locator("#write-token")).to_be_hidden()  # no tokens configured here
+
+    svc = Service(browser_redis_url, tokens="alice:s3cret")
+    with svc.api, svc.worker:
+        gid = svc.trace()
+        guarded = Contexts(browser, svc.url)
+        try:
+            page = guarded.page()
+            open_graph(page, f"/graph/{gid}")
+            field = page.locator("#write-token")
+            expect(field).to_be_visible()
+            field.fill("s3cret")
+            field.dispatch_event("change")
+            node = feature_ids(page)[0]
+            save = (
+                "(id) => window.__attrgraph.collab.saveLabel("
+                "window.__attrgraph.graph.byId.get(id), 'With a token')"
+            )
+            saved = page.evaluate(save, node)
+            assert saved["ok"], saved
+            layer, index, _ = node.split("_")
+            labels = httpx.get(f"{svc.url}/api/graphs/{gid}/labels").json()["labels"]
+            assert labels[f"{layer}_{index}"]["value"] == "With a token"
+            assert labels[f"{layer}_{index}"]["author"] == "alice"  # the token names the author
+        finally:
+            guarded.close()
+    clear_prefix(browser_redis_url, svc.settings.key_prefix)

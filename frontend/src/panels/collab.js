@@ -180,7 +180,39 @@ export function createCollab({ graph, store, graphId, transcoders, toolbar, view
     return el("div.tool", el("label", { for: "display-name" }, "Name"), input);
   }
 
-  if (toolbar) toolbar.append(nameTool(), shareTool());
+  // Shown only where the server requires tokens for writes (ATTRGRAPH_TOKENS); kept in localStorage.
+  function tokenTool() {
+    const input = el("input#write-token.name-input", {
+      type: "password",
+      autocomplete: "off",
+      placeholder: "write token",
+      "aria-label": "Your write token (this server requires one to save labels and notes)",
+      size: 12,
+    });
+    try {
+      input.value = localStorage.getItem("attrgraph.token") || "";
+    } catch {
+      /* no storage */
+    }
+    input.addEventListener("change", () => {
+      try {
+        localStorage.setItem("attrgraph.token", input.value.trim());
+      } catch {
+        /* private mode: the token lasts for this page only */
+      }
+    });
+    // Inline style, not `hidden`: the toolbar's `.tool` display rule would override the attribute.
+    const tool = el("div.tool", { style: { display: "none" } }, el("label", { for: "write-token" }, "Token"), input);
+    fetch("/api/me", { headers: { Accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((me) => {
+        if (me && me.tokens) tool.style.display = "";
+      })
+      .catch(() => {});
+    return tool;
+  }
+
+  if (toolbar) toolbar.append(nameTool(), tokenTool(), shareTool());
   load();
   connect();
   return {
