@@ -91,6 +91,13 @@ class JobQueue:
         outcome: Any = text(reply[0])
         return Submitted(outcome, text(reply[1]) if len(reply) > 1 else None)
 
+    async def placed(self, submitted: Submitted, job: JobRecord) -> tuple[str, int]:
+        """The live job a submission ended in (`job`, or the identical one it joined) and how many
+        jobs are ahead of it."""
+        job_id = submitted.job_id or job.job_id
+        current = await self.get(job_id)
+        return job_id, await self.position(current) if current is not None else 0
+
     async def get(self, job_id: str) -> JobRecord | None:
         raw: Any = await self.r.hgetall(self.keys.job(job_id))
         return JobRecord.from_hash(raw) if raw else None

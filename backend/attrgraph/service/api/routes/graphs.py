@@ -115,9 +115,7 @@ async def submit_graph(
         raise unavailable(
             f"the queue for {model.name!r} is full ({settings.max_queue} jobs); try again later", 30
         )
-    job_id = submitted.job_id or job.job_id
-    current = await queue.get(job_id)
-    position = await queue.position(current) if current is not None else 0
+    job_id, position = await queue.placed(submitted, job)
     return JobAccepted(
         job_id=job_id,
         graph_id=graph_id,

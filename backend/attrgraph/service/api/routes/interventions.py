@@ -119,9 +119,7 @@ async def submit_intervention(
         return _ready(iid)
     if submitted.outcome == "full":
         raise unavailable(f"the queue for {model.name!r} is full; try again later", 30)
-    job_id = submitted.job_id or job.job_id
-    current = await queue.get(job_id)
-    position = await queue.position(current) if current is not None else 0
+    job_id, position = await queue.placed(submitted, job)
     return InterventionAccepted(
         intervention_id=iid,
         job_id=job_id,
