@@ -17,11 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from tests.browser.dallas import DALLAS_PROMPT, DallasBackend
 from tests.service.conftest import clear_prefix, make_settings
-from tests.service.helpers import ApiServer, RedisServer, WorkerThread
+from tests.service.helpers import ApiServer, WorkerThread, existing_or_started_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = [
@@ -57,20 +56,7 @@ def screenshot_dir() -> Path:
 # breaks asyncio.run() in every later test until it is stopped.
 @pytest.fixture(scope="package")
 def browser_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    try:
-        if redis.Redis.from_url(url, socket_connect_timeout=1).ping():
-            yield url
-            return
-    except (redis.RedisError, ValueError):
-        pass
-    if shutil.which("redis-server") is None:
-        pytest.skip("no Redis reachable and no redis-server binary to start one")
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    yield from existing_or_started_redis(tmp_path_factory.mktemp("redis"))
 
 
 class Service:

@@ -3,7 +3,6 @@ this session starts itself. Each test gets its own key prefix and removes its ke
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -13,31 +12,12 @@ import pytest
 import redis
 
 from attrgraph.service.settings import Settings
-from tests.service.helpers import ApiServer, RedisServer, WorkerThread
-
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
-
-
-def _reachable(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except (redis.RedisError, ValueError):
-        return False
+from tests.service.helpers import ApiServer, RedisServer, WorkerThread, existing_or_started_redis
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("REDIS_URL") or DEFAULT_URL
-    if _reachable(url):
-        yield url
-        return
-    if shutil.which("redis-server") is None:
-        pytest.skip("no Redis reachable and no redis-server binary to start one")
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    yield from existing_or_started_redis(tmp_path_factory.mktemp("redis"))
 
 
 def make_settings(redis_url: str, **overrides: object) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 import uvicorn
 
@@ -175,3 +177,28 @@ def worker_process(settings: Settings, log_file: Path, **env: str) -> subprocess
 def http(base_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base_url, timeout=30) as client:
         yield client
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_reachable(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except (redis.RedisError, ValueError):
+        return False
+
+
+def existing_or_started_redis(tmp_dir: Path) -> Iterator[str]:
+    """REDIS_URL (or the local default) when it answers, else a redis-server of our own in tmp_dir."""
+    url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    if redis_reachable(url):
+        yield url
+        return
+    if shutil.which("redis-server") is None:
+        pytest.skip("no Redis reachable and no redis-server binary to start one")
+    server = RedisServer(tmp_dir).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

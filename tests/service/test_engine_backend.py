@@ -10,37 +10,22 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from attrgraph.engine.transcoders.base import TranscoderLayer, TranscoderSet  # noqa: E402
 from attrgraph.engine.transcoders.saving import save_transcoders  # noqa: E402
 from attrgraph.service.engine_backend import EngineBackend  # noqa: E402
 from attrgraph.service.settings import ModelSpec, Settings  # noqa: E402
-from tests.factories import make_tiny_model  # noqa: E402
+from tests.factories import make_tiny_model, tiny_plt_transcoders  # noqa: E402
 from tests.service.conftest import clear_prefix, make_settings  # noqa: E402
 from tests.service.helpers import ApiServer, WorkerThread  # noqa: E402
 from tests.service.test_graphs import sse_events  # noqa: E402
 
-N_LAYERS, D_MODEL, D_TC = 2, 64, 48
-
-
-def _random_transcoders() -> TranscoderSet:
-    g = torch.Generator().manual_seed(0)
-    layers = [
-        TranscoderLayer(
-            W_enc=torch.randn(D_TC, D_MODEL, generator=g) / D_MODEL**0.5,
-            b_enc=torch.randn(D_TC, generator=g) * 0.1 - 0.2,
-            W_dec=torch.randn(D_TC, 1, D_MODEL, generator=g) * 0.05,
-            b_dec=torch.zeros(D_MODEL),
-        )
-        for _ in range(N_LAYERS)
-    ]
-    return TranscoderSet(layers, n_layers=N_LAYERS, cross_layer=False, name="tiny-random-plt")
+N_LAYERS, D_MODEL = 2, 64
 
 
 @pytest.fixture(scope="module")
 def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
     root = tmp_path_factory.mktemp("tiny")
     model_dir = make_tiny_model("gpt2", root / "model", n_layers=N_LAYERS, d_model=D_MODEL)
-    tc_dir = save_transcoders(_random_transcoders(), root / "transcoders", model_name="tiny-gpt2")
+    tc_dir = save_transcoders(tiny_plt_transcoders(), root / "transcoders", model_name="tiny-gpt2")
     return ModelSpec(name="tiny", path=str(model_dir), transcoders={"tiny-plt": str(tc_dir)})
 
 
