@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from attrgraph.service import graphjson  # noqa: E402
-from attrgraph.service.keys import Keys  # noqa: E402
-from attrgraph.service.store import GraphWriter  # noqa: E402
+from attrgraph.protocol import stored_graph  # noqa: E402
+from attrgraph.protocol.keys import Keys  # noqa: E402
+from attrgraph.protocol.store import GraphWriter  # noqa: E402
 from service_common import api_process, percentile, redis_server  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -182,9 +182,11 @@ def large_graph(n_nodes: int, n_links: int, seed: int = 0) -> dict[str, Any]:
 
 def store_graph(redis_url: str, prefix: str, graph: dict[str, Any]) -> tuple[str, int, int]:
     graph_id = uuid.uuid4().hex
-    meta, gz, node_index = graphjson.encode(graph, graph_id=graph_id, model="bench", transcoders="bench-tc")
+    meta, gz, node_index = stored_graph.encode(
+        graph, graph_id=graph_id, model="bench", transcoders="bench-tc"
+    )
     GraphWriter(redis.Redis.from_url(redis_url), Keys(prefix), 2 * 1024**3).put(meta, gz, node_index)
-    raw = len(graphjson.decompress(gz))
+    raw = len(stored_graph.decompress(gz))
     return graph_id, raw, len(gz)
 
 

@@ -98,7 +98,7 @@ def api_process(
             "-m",
             "uvicorn",
             "--factory",
-            "attrgraph.service.api.main:create_app",
+            "attrgraph.api.app:create_app",
             "--host",
             "127.0.0.1",
             "--port",

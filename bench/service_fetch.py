@@ -22,10 +22,10 @@ import uuid
 import redis
 import redis.asyncio as aioredis
 
-from attrgraph.service import graphjson
-from attrgraph.service.keys import Keys
-from attrgraph.service.store import GraphWriter
-from attrgraph.service.testing import synthetic_graph
+from attrgraph.protocol import stored_graph
+from attrgraph.protocol.keys import Keys
+from attrgraph.protocol.store import GraphWriter
+from attrgraph.worker.fake_tracer import synthetic_graph
 from service_common import api_process, percentile, redis_server, write_section
 
 
@@ -137,8 +137,8 @@ def main() -> None:
         n_features=args.nodes - len(tokens) - 1,
         links_per_node=args.links_per_node,
     )
-    meta, gz, nodes = graphjson.encode(document, graph_id="b" * 32, model="fake", transcoders="fake-tc")
-    raw_size = len(graphjson.decompress(gz))
+    meta, gz, nodes = stored_graph.encode(document, graph_id="b" * 32, model="fake", transcoders="fake-tc")
+    raw_size = len(stored_graph.decompress(gz))
     with redis_server() as url:
         sync = redis.Redis.from_url(url)
         GraphWriter(sync, keys, cache_bytes=1 << 34).put(meta, gz, nodes)

@@ -41,7 +41,7 @@ def prompts(n: int, custom: bool) -> list[str]:
 def model_label(custom: str | None, model_id: str) -> str:
     if custom:
         return f"`{model_id}`"
-    from attrgraph.demo.paths import demo_dir
+    from attrgraph.bundled import demo_dir
 
     metrics_file = demo_dir() / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
@@ -76,7 +76,7 @@ def main() -> None:
     with redis_server() as url:
         env["REDIS_URL"] = url
         workers = [
-            subprocess.Popen([sys.executable, "-m", "attrgraph.service.cli", "worker"], env=env)
+            subprocess.Popen([sys.executable, "-m", "attrgraph.service_cli", "worker"], env=env)
             for _ in range(args.workers)
         ]
         try:

@@ -9,8 +9,8 @@ import pytest
 
 from attrgraph.cli import main
 from attrgraph.engine.transcoders import save_transcoders
-from tests.engine.conftest import random_transcoders
-from tests.factories import make_tiny_model
+from tests.support.models import make_tiny_model
+from tests.support.transcoders import random_transcoders
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trace(sub)
     for module, adder in (
         ("attrgraph.demo.cli", "add_demo_subcommand"),
-        ("attrgraph.service.cli", "add_service_subcommands"),
+        ("attrgraph.service_cli", "add_service_subcommands"),
     ):
         try:
             add = getattr(__import__(module, fromlist=[adder]), adder)

@@ -46,7 +46,7 @@ def default_sources(model: str | None, transcoders: str | None) -> tuple[str, st
         )
     if model is not None and transcoders is not None:
         return model, transcoders
-    from attrgraph.demo.paths import demo_model_dir, demo_transcoders_dir
+    from attrgraph.bundled import demo_model_dir, demo_transcoders_dir
 
     return str(demo_model_dir()), transcoders or str(demo_transcoders_dir())
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from attrgraph.bundled import demo_dir, demo_model_dir, demo_transcoders_dir
 from attrgraph.demo.corpus import World, make_world
-from attrgraph.demo.paths import demo_dir, demo_model_dir, demo_transcoders_dir
 from attrgraph.engine.models import LoadedModel, load_model
 from attrgraph.engine.transcoders import load_transcoders
 from attrgraph.engine.transcoders.base import TranscoderSet

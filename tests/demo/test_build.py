@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
+from attrgraph.bundled import demo_dashboards_dir, demo_model_dir, demo_transcoders_dir
 from attrgraph.cli import main
-from attrgraph.demo.paths import dashboard_file, demo_model_dir, demo_transcoders_dir, load_dashboard
 from attrgraph.engine import trace
 from attrgraph.engine.models import load_model
 from attrgraph.engine.transcoders import load_transcoders
+from attrgraph.format.dashboards import dashboard_file, load_dashboard
 
 
 def test_ci_build(tmp_path: Path) -> None:
@@ -24,10 +25,10 @@ def test_ci_build(tmp_path: Path) -> None:
     lm = load_model(demo_model_dir(out))
     tc = load_transcoders(demo_transcoders_dir(out))
     assert tc.n_layers == lm.model.config.n_layer
-    assert dashboard_file(0, out).exists()
+    assert dashboard_file(demo_dashboards_dir(out), 0).exists()
     graph = trace(lm, tc, "Fact: the capital of the state containing Dallas is")
     layer, _pos, index = (int(v) for v in graph.features[0])
-    assert load_dashboard(layer, index, root=out)["top_logits"]
+    assert load_dashboard(demo_dashboards_dir(out), layer, index)["top_logits"]
     assert all(0 <= row["variance_explained"] <= 1 for row in metrics["transcoders"])
     # the last stage re-run on the saved files reproduces the dashboards byte for byte
     before = {p.name: p.read_bytes() for p in (out / "dashboards").iterdir()}

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from attrgraph.bundled import demo_dir
 from attrgraph.demo.corpus import World
 from attrgraph.demo.evaluate import dallas_analysis
-from attrgraph.demo.paths import demo_dir
 from attrgraph.engine.models import LoadedModel
 from attrgraph.engine.transcoders.base import TranscoderSet
 

@@ -6,10 +6,11 @@ import gzip
 
 import pytest
 
-from attrgraph.demo.paths import dashboard_file, load_dashboard
+from attrgraph.bundled import demo_dashboards_dir
 from attrgraph.engine import trace
 from attrgraph.engine.models import LoadedModel
 from attrgraph.engine.transcoders.base import TranscoderSet
+from attrgraph.format.dashboards import dashboard_file, load_dashboard
 
 KEYS = {
     "index", "layer", "label", "examples_quantiles", "top_logits", "bottom_logits", "act_min", "act_max",
@@ -19,16 +20,16 @@ KEYS = {
 
 def test_one_dashboard_per_feature(demo_tc: TranscoderSet) -> None:
     for layer in range(demo_tc.n_layers):
-        with gzip.open(dashboard_file(layer), "rt", encoding="utf-8") as f:
+        with gzip.open(dashboard_file(demo_dashboards_dir(), layer), "rt", encoding="utf-8") as f:
             assert sum(1 for line in f if line.strip()) == demo_tc.d_transcoder
         for index in (0, demo_tc.d_transcoder // 2, demo_tc.d_transcoder - 1):
-            detail = load_dashboard(layer, index)
+            detail = load_dashboard(demo_dashboards_dir(), layer, index)
             assert detail.keys() >= KEYS
             assert (detail["layer"], detail["index"]) == (layer, index)
             assert detail["label"]
             assert len(detail["top_logits"]) == len(detail["bottom_logits"]) == 10
     with pytest.raises(KeyError):
-        load_dashboard(0, demo_tc.d_transcoder)
+        load_dashboard(demo_dashboards_dir(), 0, demo_tc.d_transcoder)
 
 
 def test_every_feature_in_the_dallas_graph_has_a_dashboard(
@@ -38,7 +39,7 @@ def test_every_feature_in_the_dallas_graph_has_a_dashboard(
     assert graph.logit_targets[0].token == " Austin"
     assert graph.n_features > 0
     for layer, _pos, index in {tuple(int(v) for v in row) for row in graph.features}:
-        detail = load_dashboard(layer, index)
+        detail = load_dashboard(demo_dashboards_dir(), layer, index)
         top = detail["examples_quantiles"][0]
         assert top["quantile_name"] == "Top activations"
         assert top["examples"], (layer, index)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import Tensor
 
+from attrgraph.bundled import demo_transcoders_dir
 from attrgraph.demo.corpus import World, generate_documents
 from attrgraph.demo.evaluate import transcoder_metrics
-from attrgraph.demo.paths import demo_transcoders_dir
 from attrgraph.demo.tokenizer import PAD
 from attrgraph.demo.train_model import encode_documents, pack_documents
 from attrgraph.demo.train_transcoders import collect_mlp_activations

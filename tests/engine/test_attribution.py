@@ -17,8 +17,9 @@ from attrgraph.engine import PromptError, TargetError, TargetSpec, TraceSettings
 from attrgraph.engine.graph import Graph, NodeKind
 from attrgraph.engine.pruning import node_influence
 from attrgraph.engine.replacement import IncompatibleTranscodersError, ReplacementModel
-from tests.engine.conftest import FAMILIES, TRANSCODER_KINDS, TinyLM, random_transcoders, tiny_lm
-from tests.factories import PROMPTS
+from tests.support.checks import completeness_errors, row_sums, target_nodes
+from tests.support.models import FAMILIES, PROMPTS
+from tests.support.transcoders import TRANSCODER_KINDS, TinyLM, random_transcoders, tiny_lm
 
 EXACT = TraceSettings(max_edges_per_target=None, batch_size=32)
 
@@ -34,30 +35,6 @@ def _setup(family: str, kind: str, root: Path, dtype: torch.dtype = torch.float3
         dtype=dtype,
     )
     return lm, tc
-
-
-def _row_sums(graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
-    sums = torch.zeros(graph.n_nodes, dtype=torch.float64).index_add_(
-        0, graph.edges[:, 0], graph.weights.double()
-    )
-    abs_sums = torch.zeros(graph.n_nodes, dtype=torch.float64).index_add_(
-        0, graph.edges[:, 0], graph.weights.double().abs()
-    )
-    return sums, abs_sums
-
-
-def _target_nodes(graph: Graph) -> torch.Tensor:
-    return torch.cat([torch.arange(graph.n_features), torch.arange(graph.logit_offset, graph.n_nodes)])
-
-
-def _completeness_errors(graph: Graph) -> torch.Tensor:
-    """|edges + bias + unexplored - value| relative to the row's magnitude (sum of |terms|)."""
-    sums, abs_sums = _row_sums(graph)
-    nodes = _target_nodes(graph)
-    bias, unexplored = graph.bias_terms.double()[nodes], graph.unexplored.double()[nodes]
-    value = graph.target_values.double()[nodes]
-    scale = abs_sums[nodes] + bias.abs() + unexplored.abs()
-    return (sums[nodes] + bias + unexplored - value).abs() / scale.clamp_min(1e-12)
 
 
 @pytest.mark.parametrize("kind", TRANSCODER_KINDS)
@@ -83,10 +60,10 @@ def test_completeness(family: str, kind: str, model_root: Path) -> None:
         graph = trace(lm, tc, prompt, settings=EXACT)  # type: ignore[arg-type]
         assert graph.n_features > 10
         assert graph.unexplored.abs().max() == 0  # nothing dropped in exact mode
-        assert _completeness_errors(graph).max() <= 1e-4
+        assert completeness_errors(graph).max() <= 1e-4
         # Where a target's value is not a near-cancellation, the error is small relative to it too.
-        nodes = _target_nodes(graph)
-        sums, abs_sums = _row_sums(graph)
+        nodes = target_nodes(graph)
+        sums, abs_sums = row_sums(graph)
         value = graph.target_values.double()[nodes]
         solid = value.abs() > 0.05 * abs_sums[nodes]
         residual = (sums[nodes] + graph.bias_terms.double()[nodes] - value).abs()
@@ -180,7 +157,7 @@ def test_feature_cap_visits_the_most_influential_features(model_root: Path) -> N
     chosen = torch.tensor([keys[tuple(f.tolist())] for f in capped.features])
     # The chosen features hold far more influence than an average subset of the same size.
     assert influence[chosen].sum() > 2 * influence.mean() * cap
-    assert _completeness_errors(capped).max() <= 1e-4  # unexplored carries what was left out
+    assert completeness_errors(capped).max() <= 1e-4  # unexplored carries what was left out
 
 
 def test_edge_cap_keeps_rows_sparse_and_accounted(model_root: Path) -> None:
@@ -189,7 +166,7 @@ def test_edge_cap_keeps_rows_sparse_and_accounted(model_root: Path) -> None:
     per_row = torch.bincount(graph.edges[:, 0], minlength=graph.n_nodes)
     assert int(per_row.max()) == 20
     assert graph.unexplored.abs().max() > 0
-    assert _completeness_errors(graph).max() <= 1e-4
+    assert completeness_errors(graph).max() <= 1e-4
 
 
 def test_named_and_logit_difference_targets(model_root: Path) -> None:
@@ -201,7 +178,7 @@ def test_named_and_logit_difference_targets(model_root: Path) -> None:
     assert float(graph.target_values[graph.logit_index(0)]) == pytest.approx(
         float(logits[a] - logits[b]), abs=1e-4
     )
-    assert _completeness_errors(graph).max() <= 1e-4
+    assert completeness_errors(graph).max() <= 1e-4
     named = trace(lm, tc, PROMPTS[0], targets=TargetSpec(tokens=(b, a)))  # type: ignore[arg-type]
     assert [t.token_id for t in named.logit_targets] == [b, a]
 
@@ -210,7 +187,7 @@ def test_bfloat16_traces(model_root: Path) -> None:
     lm, tc = _setup("llama", "relu", model_root, dtype=torch.bfloat16)
     graph = trace(lm, tc, PROMPTS[0])  # type: ignore[arg-type]
     assert graph.n_features > 0 and torch.isfinite(graph.weights).all()
-    assert _completeness_errors(graph).median() <= 2e-2
+    assert completeness_errors(graph).median() <= 2e-2
 
 
 def test_bad_inputs_raise_clear_errors(model_root: Path) -> None:

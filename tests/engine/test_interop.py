@@ -23,9 +23,9 @@ from attrgraph.engine.interop import (
     to_json,
 )
 from attrgraph.engine.pruning import graph_scores, prune, pruned_graph
-from tests.engine.data.graph_factory import random_graph
+from tests.support.graphs import random_graph
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 SCHEMA = json.loads((DATA / "graph-schema.json").read_text())
 CT_EXAMPLE = (DATA / "circuit_tracer_example.json").read_bytes()
 
@@ -331,7 +331,9 @@ def test_a_real_circuit_tracer_export_imports() -> None:
     """
     import gzip
 
-    raw = gzip.decompress((Path(__file__).parent / "data" / "circuit_tracer_export_16.json.gz").read_bytes())
+    raw = gzip.decompress(
+        (Path(__file__).parents[1] / "data" / "circuit_tracer_export_16.json.gz").read_bytes()
+    )
     document = json.loads(raw)
     graph = from_json(raw)
     assert graph.n_pos == 16 and graph.n_layers == 6

@@ -14,8 +14,8 @@ from attrgraph.engine.interventions import (
     Mode,
     intervene,
 )
-from tests.engine.conftest import random_transcoders, tiny_lm
-from tests.factories import PROMPTS
+from tests.support.models import PROMPTS
+from tests.support.transcoders import random_transcoders, tiny_lm
 
 PROMPT = PROMPTS[2]
 

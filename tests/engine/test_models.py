@@ -22,7 +22,7 @@ from attrgraph.engine.models import (
     parse_dtype,
     resolve_device,
 )
-from tests.factories import (
+from tests.support.models import (
     FAMILIES,
     PROMPTS,
     make_tiny_gemma3_multimodal,

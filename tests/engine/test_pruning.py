@@ -19,7 +19,7 @@ from attrgraph.engine.pruning import (
     pruned_graph,
     subgraph_scores,
 )
-from tests.engine.data.graph_factory import random_graph
+from tests.support.graphs import random_graph
 
 # -- dense reference (circuit-tracer 0.5's prune_graph / compute_graph_scores, transcribed densely) --
 

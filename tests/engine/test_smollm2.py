@@ -12,8 +12,8 @@ import torch
 from attrgraph.engine import TraceSettings, load_model, trace
 from attrgraph.engine.replacement import ReplacementModel
 from attrgraph.engine.transcoders.base import Activation, TranscoderLayer, TranscoderSet
-from tests.engine.test_attribution import _completeness_errors
-from tests.factories import CORPUS, smollm2_gguf_path
+from tests.support.checks import completeness_errors
+from tests.support.models import CORPUS, smollm2_gguf_path
 
 pytestmark = pytest.mark.slow
 
@@ -62,4 +62,4 @@ def test_smollm2_traces_exactly() -> None:
     graph = trace(lm, tc, PROMPT, settings=TraceSettings(max_feature_nodes=300, max_edges_per_target=None))
     assert graph.logit_targets[0].token.strip() == "Paris"
     assert graph.n_features == 300 and graph.stats["n_active_features"] > 300
-    assert _completeness_errors(graph).max() <= 1e-4
+    assert completeness_errors(graph).max() <= 1e-4

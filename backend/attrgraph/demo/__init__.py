@@ -10,19 +10,3 @@
     evaluate.py            behaviour and transcoder-quality metrics reported in docs/demo-model.md
     build.py               the pipeline; cli.py the `attrgraph demo` subcommand
 """
-
-from attrgraph.demo.paths import (
-    demo_dashboards_dir,
-    demo_dir,
-    demo_model_dir,
-    demo_transcoders_dir,
-    load_dashboard,
-)
-
-__all__ = [
-    "demo_dashboards_dir",
-    "demo_dir",
-    "demo_model_dir",
-    "demo_transcoders_dir",
-    "load_dashboard",
-]

@@ -512,10 +512,11 @@ def _patch_last_position(
 def _label(layer: int, index: int, root: Any) -> str | None:
     if root is None:
         return None
-    from attrgraph.demo.paths import load_dashboard
+    from attrgraph.bundled import demo_dashboards_dir
+    from attrgraph.format.dashboards import load_dashboard
 
     try:
-        return str(load_dashboard(layer, index, root=root).get("label"))
+        return str(load_dashboard(demo_dashboards_dir(root), layer, index).get("label"))
     except KeyError:
         return None
 

@@ -1,0 +1,62 @@
+"""Content addresses.
+
+A graph id is a hash of everything that determines the graph: the model and its revision, the
+transcoders and their revision, the token ids, the targets, the (default-filled) settings and the
+engine version. Names, prompt spelling and who asked do not enter it, so any two requests that
+would compute the same graph share one id, one job and one stored copy.
+
+A request key is the same hash over the prompt *text* instead of token ids. It lets the API answer
+a repeated request from Redis alone, before any worker has tokenized anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import orjson
+
+from attrgraph.protocol.schemas import GraphSettings, ModelInfo, TargetRequest, TranscoderInfo
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def _common(
+    model: ModelInfo, transcoders: TranscoderInfo, target: TargetRequest | None, settings: GraphSettings
+) -> dict[str, Any]:
+    return {
+        "engine": model.engine_version,
+        "model": [model.model_id, model.revision],
+        "transcoders": [transcoders.id, transcoders.revision],
+        "target": None if target is None else target.model_dump(),
+        "settings": settings.model_dump(),
+    }
+
+
+def graph_id(
+    model: ModelInfo,
+    transcoders: TranscoderInfo,
+    token_ids: list[int],
+    target: TargetRequest | None,
+    settings: GraphSettings,
+) -> str:
+    return _digest({"kind": "graph", "tokens": token_ids, **_common(model, transcoders, target, settings)})
+
+
+def request_key(
+    model: ModelInfo,
+    transcoders: TranscoderInfo,
+    prompt: str,
+    target: TargetRequest | None,
+    settings: GraphSettings,
+) -> str:
+    return _digest({"kind": "request", "prompt": prompt, **_common(model, transcoders, target, settings)})
+
+
+def new_id() -> str:
+    """Job and fast-lane request ids: random, in the same 32-hex shape as graph ids."""
+    return uuid.uuid4().hex

@@ -1,0 +1,110 @@
+"""Interventions as the service sees them: the request body, the worker's job spec, the result id.
+
+`POST /api/interventions` names a stored graph (its prompt, model and transcoders) and a list of
+feature interventions. The result is computed by a worker (the engine's `intervene`) and stored under
+a content address over everything that determines it: the graph id (which already covers model,
+transcoders, tokens and engine version), the interventions in order, the options and the engine
+version of the worker's model, so repeating a request, or opening a share link, is a cache hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+
+# (phase, done, total), as backend.Progress (not imported: backend imports records, which imports this)
+Progress = Callable[[str, int, int], None]
+
+MAX_INTERVENTIONS = 256
+MAX_ABS_VALUE = 1e6
+
+InterventionMode = Literal["set", "scale", "ablate", "add"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class InterventionItem(_Strict):
+    """One feature at one position: set its activation to `value`, scale it by `value`, zero it
+    (ablate; `value` ignored) or add `value` to it."""
+
+    layer: StrictInt = Field(ge=0)
+    position: StrictInt = Field(ge=0, description="Token position in the graph's prompt (0 = first).")
+    feature: StrictInt = Field(ge=0, description="The feature's index in its layer's transcoder.")
+    mode: InterventionMode
+    value: StrictFloat | StrictInt = Field(default=0.0, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)
+
+
+class InterventionSettings(_Strict):
+    freeze_attention: StrictBool = Field(
+        default=False, description="Keep attention patterns and norm scales at their original values."
+    )
+    direct_only: StrictBool = Field(
+        default=False, description="Hold every other MLP output: only the intervened features' writes change."
+    )
+    apply_to_generated: StrictBool = Field(
+        default=False, description="Also apply the interventions at each generated token."
+    )
+    top_k: StrictInt = Field(default=10, ge=1, le=50)
+    n_generate: StrictInt = Field(default=8, ge=1, le=32)
+
+
+class InterventionRequest(_Strict):
+    graph_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    interventions: list[InterventionItem] = Field(min_length=1)
+    options: InterventionSettings = Field(default_factory=InterventionSettings)
+
+
+class InterventionJob(BaseModel):
+    """What a worker needs beyond the job's TraceSpec (model, transcoders, prompt)."""
+
+    graph_id: str
+    interventions: list[InterventionItem]
+    options: InterventionSettings
+
+
+class InterventionReady(BaseModel):
+    status: Literal["ready"] = "ready"
+    intervention_id: str
+    result_url: str
+
+
+class InterventionAccepted(BaseModel):
+    status: Literal["queued"] = "queued"
+    intervention_id: str
+    job_id: str
+    position: int
+    joined: bool
+    job_url: str
+    events_url: str
+    result_url: str
+
+
+def intervention_id(engine_version: str, request: InterventionRequest) -> str:
+    payload: dict[str, Any] = {
+        "kind": "intervention",
+        "engine": engine_version,
+        "graph": request.graph_id,
+        "interventions": [
+            # an ablation's value means nothing: leave it out of the address
+            [iv.layer, iv.position, iv.feature, iv.mode, 0.0 if iv.mode == "ablate" else float(iv.value)]
+            for iv in request.interventions
+        ],
+        "options": request.options.model_dump(),
+    }
+    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+class InterventionTracer(Protocol):
+    def intervene(
+        self, model: str, transcoders: str, prompt: str, job: InterventionJob, progress: Progress
+    ) -> dict[str, Any]:
+        """The engine's InterventionResult.to_dict() (plus anything extra); raises UserError for
+        interventions the model cannot apply."""
+        ...

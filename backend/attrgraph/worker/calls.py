@@ -1,0 +1,75 @@
+"""The worker's fast lane: tokenize, predictions and dashboards, answered beside the trace queue.
+
+Tokenizing and dashboards need no model and are answered at once. Predictions run the model, which
+a trace may be using (with its hooks installed), so they wait for the model lock in a small pool
+of threads, never blocking the requests behind them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from attrgraph.protocol.records import WorkerCall, WorkerCallReply
+from attrgraph.protocol.schemas import Token
+from attrgraph.worker.tracer import Tracer, UserError
+
+log = logging.getLogger("attrgraph.worker")
+
+Answer = Callable[[WorkerCallReply], None]
+
+
+class WorkerCallHandler:
+    def __init__(self, backend: Tracer, model_lock: threading.Lock) -> None:
+        self.tracer = backend
+        self.model_lock = model_lock
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def handle(self, model: str, request: WorkerCall, answer: Answer) -> None:
+        try:
+            if request.kind == "feature":
+                a = request.args
+                found = self.tracer.feature(str(a["transcoders"]), int(a["layer"]), int(a["index"]))
+                if found is None:
+                    answer(WorkerCallReply(status=404, error="no such feature"))
+                else:
+                    answer(WorkerCallReply(result=found))
+                return
+            tokens = self.tracer.tokenize(model, str(request.args["prompt"]))
+            top_k = int(request.args.get("top_k", 0))
+            if top_k <= 0:
+                answer(
+                    WorkerCallReply(result={"tokens": [t.model_dump() for t in tokens], "predictions": []})
+                )
+                return
+            self._pool.submit(self._predict, model, request, tokens, top_k, answer)
+        except UserError as exc:
+            answer(WorkerCallReply(status=422, error=str(exc)))
+        except Exception as exc:
+            log.exception("fast-lane request failed")
+            answer(WorkerCallReply(status=503, error=f"worker error: {type(exc).__name__}: {exc}"))
+
+    def _predict(
+        self, model: str, request: WorkerCall, tokens: list[Token], top_k: int, answer: Answer
+    ) -> None:
+        try:
+            if not self.model_lock.acquire(timeout=max(0.0, request.deadline - time.time())):
+                return  # the caller has given up and reports the timeout itself
+            try:
+                predictions = self.tracer.predict(model, [t.id for t in tokens], top_k)
+            finally:
+                self.model_lock.release()
+            result = {
+                "tokens": [t.model_dump() for t in tokens],
+                "predictions": [p.model_dump() for p in predictions],
+            }
+            answer(WorkerCallReply(result=result))
+        except Exception as exc:
+            log.exception("predictions failed")
+            answer(WorkerCallReply(status=503, error=f"worker error: {type(exc).__name__}: {exc}"))

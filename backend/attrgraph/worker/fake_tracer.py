@@ -1,0 +1,197 @@
+"""A fake tracing backend and synthetic graphs, for tests and benchmarks of the service.
+
+`FakeTracer` behaves like a model-backed one (tokenize, predict, trace with progress, dashboards)
+but needs no torch and takes as long as it is told to, so queue behaviour (joins, cancellation,
+crashed workers) can be tested quickly and deterministically:
+
+    attrgraph worker --tracer attrgraph.worker.fake_tracer:FakeTracer
+
+Environment: ATTRGRAPH_FAKE_STEPS (progress steps per trace), ATTRGRAPH_FAKE_STEP_S (seconds per
+step), ATTRGRAPH_FAKE_LOG (a file that gets one line per trace started, to count computations).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import zlib
+from typing import Any
+
+from attrgraph.protocol.interventions import InterventionJob
+from attrgraph.protocol.records import TraceSpec
+from attrgraph.protocol.schemas import ModelInfo, Prediction, Token, TranscoderInfo
+from attrgraph.settings import Settings
+from attrgraph.worker.tracer import Progress, UserError
+
+FAKE_MODEL = "fake"
+FAKE_TRANSCODERS = "fake-tc"
+VOCAB = 1000
+
+
+def _token_id(word: str) -> int:
+    return zlib.crc32(word.encode()) % VOCAB
+
+
+class FakeTracer:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.steps = int(os.environ.get("ATTRGRAPH_FAKE_STEPS", "5"))
+        self.step_s = float(os.environ.get("ATTRGRAPH_FAKE_STEP_S", "0.01"))
+        self.log = os.environ.get("ATTRGRAPH_FAKE_LOG")
+        self.traces = 0
+        self.interventions = 0
+
+    def load(self) -> list[ModelInfo]:
+        transcoders = TranscoderInfo(
+            name=FAKE_TRANSCODERS,
+            id="fake-transcoders",
+            revision="r1",
+            n_layers=2,
+            d_transcoder=100,
+            has_dashboards=True,
+        )
+        return [
+            ModelInfo(
+                name=FAKE_MODEL,
+                model_id="fake-model",
+                revision="r1",
+                engine_version="fake-1",
+                n_layers=2,
+                transcoders=[transcoders],
+                default_transcoders=FAKE_TRANSCODERS,
+            )
+        ]
+
+    def tokenize(self, model: str, prompt: str) -> list[Token]:
+        if "<reject>" in prompt:
+            raise UserError("this prompt is rejected by the fake backend")
+        words = prompt.split() or [prompt]
+        return [Token(id=_token_id(w), text=w) for w in words]
+
+    def predict(self, model: str, token_ids: list[int], top_k: int) -> list[Prediction]:
+        rng = random.Random(sum(token_ids))
+        return [
+            Prediction(id=rng.randrange(VOCAB), text=f"tok{i}", probability=0.5 / (i + 1))
+            for i in range(top_k)
+        ]
+
+    def trace(self, spec: TraceSpec, progress: Progress) -> dict[str, Any]:
+        self.traces += 1
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(f"{os.getpid()} {spec.prompt}\n")
+        for step in range(self.steps):
+            progress("attribution", step, self.steps)
+            time.sleep(self.step_s)
+        progress("attribution", self.steps, self.steps)
+        return synthetic_graph(spec.prompt, spec.prompt.split() or [spec.prompt], n_features=20)
+
+    def intervene(
+        self, model: str, transcoders: str, prompt: str, job: InterventionJob, progress: Progress
+    ) -> dict[str, Any]:
+        """A made-up result whose "after" depends on the interventions (ablating anything lowers the
+        top token); `value` 13 raises a UserError, as an engine refusing an intervention would."""
+        self.interventions += 1
+        for step in range(self.steps):
+            progress("intervene", step, self.steps)
+            time.sleep(self.step_s)
+        if any(iv.value == 13 for iv in job.interventions):
+            raise UserError("the fake backend refuses the value 13")
+        shift = sum(0.05 if iv.mode == "ablate" else 0.01 * float(iv.value) for iv in job.interventions)
+        p_before = 0.5
+        p_after = min(max(p_before - shift, 0.0), 1.0)
+
+        def pred(p: float) -> dict[str, Any]:
+            return {
+                "top": [{"token_id": 1, "token": "x", "prob": p}],
+                "continuation": "x",
+                "continuation_ids": [1],
+            }
+
+        return {
+            "before": pred(p_before),
+            "after": pred(p_after),
+            "kl_divergence": abs(p_before - p_after),
+            "probability_changes": [{"token_id": 1, "token": "x", "before": p_before, "after": p_after}],
+        }
+
+    def feature(self, transcoders: str, layer: int, index: int) -> dict[str, Any] | None:
+        if transcoders != FAKE_TRANSCODERS or not (0 <= layer < 2 and 0 <= index < 100):
+            return None
+        return {
+            "index": index,
+            "layer": layer,
+            "label": f"fake feature {layer}/{index}",
+            "top_logits": ["a", "b"],
+        }
+
+
+def synthetic_graph(
+    prompt: str, tokens: list[str], *, n_features: int, links_per_node: int = 4, seed: int = 0
+) -> dict[str, Any]:
+    """A graph in the Neuronpedia / circuit-tracer JSON shape with the given number of feature nodes
+    (plus one embedding node per token and one logit), and links_per_node incoming links each."""
+    rng = random.Random(seed)
+    n_pos = len(tokens)
+    n_layers = 4
+    nodes: list[dict[str, Any]] = []
+    for pos, tok in enumerate(tokens):
+        nodes.append(
+            {
+                "node_id": f"E_{_token_id(tok)}_{pos}",
+                "feature": pos,
+                "layer": "E",
+                "ctx_idx": pos,
+                "feature_type": "embedding",
+                "jsNodeId": f"E_{_token_id(tok)}-{pos}",
+                "clerp": tok,
+                "influence": None,
+                "activation": None,
+            }
+        )
+    for i in range(n_features):
+        layer, pos = i % n_layers, i % n_pos
+        nodes.append(
+            {
+                "node_id": f"{layer}_{i}_{pos}",
+                "feature": (layer + i) * (layer + i + 1) // 2 + i,
+                "layer": str(layer),
+                "ctx_idx": pos,
+                "feature_type": "cross layer transcoder",
+                "jsNodeId": f"{layer}_{i}-0",
+                "clerp": f"feature {i}",
+                "influence": rng.random(),
+                "activation": rng.random() * 10,
+            }
+        )
+    nodes.append(
+        {
+            "node_id": f"{n_layers + 1}_7_{n_pos - 1}",
+            "feature": 7,
+            "layer": str(n_layers + 1),
+            "ctx_idx": n_pos - 1,
+            "feature_type": "logit",
+            "jsNodeId": f"L_7-{n_pos - 1}",
+            "clerp": 'Output "x" (p=0.500)',
+            "token_prob": 0.5,
+            "is_target_logit": True,
+        }
+    )
+    ids = [n["node_id"] for n in nodes]
+    links = [
+        {"source": ids[rng.randrange(len(ids))], "target": target, "weight": rng.uniform(-1, 1)}
+        for target in ids[n_pos:]
+        for _ in range(links_per_node)
+    ]
+    return {
+        "metadata": {
+            "slug": "synthetic",
+            "scan": "fake-model",
+            "prompt_tokens": tokens,
+            "prompt": prompt,
+            "schema_version": 1,
+        },
+        "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both"},
+        "nodes": nodes,
+        "links": links,
+    }

@@ -1,0 +1,239 @@
+"""The real tracing backend: models and transcoders loaded with attrgraph.engine (torch).
+
+Only worker processes import this module; the API never does. Models come from
+settings.worker_models, or by default the embedded demo model with its transcoders and dashboards.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import torch
+
+import attrgraph
+from attrgraph.engine import (
+    PromptError,
+    TargetError,
+    TargetSpec,
+    TraceSettings,
+    interop,
+    load_model,
+    load_transcoders,
+    trace,
+)
+from attrgraph.engine.attribution import tokenize as engine_tokenize
+from attrgraph.engine.graph import Graph
+from attrgraph.engine.models import LoadedModel
+from attrgraph.engine.pruning import PruneResult, prune
+from attrgraph.engine.transcoders.base import TranscoderSet
+from attrgraph.format.dashboards import load_dashboard
+from attrgraph.protocol.interventions import InterventionJob
+from attrgraph.protocol.records import TraceSpec
+from attrgraph.protocol.schemas import ModelInfo, Prediction, Token, TranscoderInfo
+from attrgraph.settings import ModelSpec, Settings
+from attrgraph.worker.tracer import Progress, UserError
+
+log = logging.getLogger("attrgraph.worker")
+
+
+def demo_spec() -> ModelSpec:
+    from attrgraph.bundled import demo_dir, demo_model_dir, demo_transcoders_dir
+
+    return ModelSpec(
+        name="demo",
+        path=str(demo_model_dir()),
+        transcoders={"demo": str(demo_transcoders_dir())},
+        dashboards={"demo": str(demo_dir())},
+    )
+
+
+class TorchTracer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.specs = settings.worker_models or [demo_spec()]
+        self._models: dict[str, LoadedModel] = {}
+        self._transcoders: dict[str, TranscoderSet] = {}
+        self._dashboards: dict[str, Path] = {}
+        # Fast-lane threads share the tokenizer; HF fast tokenizers may raise "Already borrowed"
+        # when two threads use one at once.
+        self._tokenizer_lock = threading.Lock()
+
+    def load(self) -> list[ModelInfo]:
+        device = self.settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        infos = []
+        for spec in self.specs:
+            log.info("loading model %s from %s on %s", spec.name, spec.path, device)
+            lm = load_model(spec.path, device=device, dtype=self.settings.dtype)
+            self._models[spec.name] = lm
+            transcoders = []
+            for name, path in spec.transcoders.items():
+                if name in self._transcoders:
+                    raise ValueError(f"transcoder set name {name!r} is used twice; names must be unique")
+                tc = load_transcoders(path, device=lm.device, dtype=lm.dtype)
+                self._transcoders[name] = tc
+                root = spec.dashboards.get(name)
+                has_dashboards = root is not None and (Path(root) / "dashboards").is_dir()
+                if has_dashboards and root is not None:
+                    self._dashboards[name] = Path(root) / "dashboards"
+                transcoders.append(
+                    TranscoderInfo(
+                        name=name,
+                        id=tc.name,
+                        revision=tc.revision,
+                        n_layers=tc.n_layers,
+                        d_transcoder=tc.d_transcoder,
+                        has_dashboards=has_dashboards,
+                    )
+                )
+            infos.append(
+                ModelInfo(
+                    name=spec.name,
+                    model_id=lm.model_id,
+                    revision=lm.revision,
+                    engine_version=attrgraph.__version__,
+                    n_layers=getattr(lm.model.config, "num_hidden_layers", None),
+                    transcoders=transcoders,
+                    default_transcoders=spec.default_transcoders or next(iter(spec.transcoders)),
+                )
+            )
+            if self.settings.warmup:
+                self._warm_up(lm, self._transcoders[infos[-1].default_transcoders])
+        return infos
+
+    def _warm_up(self, lm: LoadedModel, tc: TranscoderSet) -> None:
+        started = time.perf_counter()
+        try:
+            trace(lm, tc, "The capital of", settings=TraceSettings(max_feature_nodes=64, max_n_logits=1))
+        except Exception:  # a model that cannot trace still serves tokenize and predictions
+            log.exception("warm-up trace failed")
+            return
+        log.info("warm-up trace of %s took %.2fs", lm.model_id, time.perf_counter() - started)
+
+    def _model(self, name: str) -> LoadedModel:
+        try:
+            return self._models[name]
+        except KeyError:
+            raise UserError(f"this worker does not serve model {name!r}") from None
+
+    def tokenize(self, model: str, prompt: str) -> list[Token]:
+        tokenizer = self._model(model).tokenizer
+        with self._tokenizer_lock:
+            try:
+                ids = engine_tokenize(tokenizer, prompt)
+            except PromptError as exc:
+                raise UserError(str(exc)) from exc
+            return [Token(id=i, text=str(tokenizer.decode([i]))) for i in ids]
+
+    @torch.no_grad()
+    def predict(self, model: str, token_ids: list[int], top_k: int) -> list[Prediction]:
+        lm = self._model(model)
+        logits = lm.model(torch.tensor([token_ids], device=lm.device)).logits[0, -1].float()
+        probs = torch.softmax(logits, dim=-1)
+        top = probs.topk(min(top_k, probs.numel()))
+        with self._tokenizer_lock:
+            return [
+                Prediction(id=int(i), text=str(lm.tokenizer.decode([int(i)])), probability=float(p))
+                for p, i in zip(top.values, top.indices, strict=True)
+            ]
+
+    def trace(self, spec: TraceSpec, progress: Progress) -> dict[str, Any]:
+        lm = self._model(spec.model)
+        tc = self._transcoders.get(spec.transcoders)
+        if tc is None:
+            raise UserError(f"this worker has no transcoder set {spec.transcoders!r}")
+        target = spec.target
+        targets = (
+            None
+            if target is None
+            else TargetSpec(
+                tokens=tuple(target.tokens) if target.tokens else None,
+                logit_diff=tuple(target.logit_diff) if target.logit_diff else None,  # type: ignore[arg-type]
+            )
+        )
+        s = spec.settings
+        trace_settings = TraceSettings(
+            max_n_logits=s.max_n_logits,
+            desired_logit_prob=s.desired_logit_prob,
+            max_feature_nodes=s.max_feature_nodes,
+            max_edges_per_target=s.max_edges_per_target,
+            batch_size=self.settings.batch_size,
+        )
+        try:
+            # Token ids, not text: they are what the graph id was computed from.
+            graph = trace(lm, tc, spec.token_ids, targets=targets, settings=trace_settings, progress=progress)
+        except (PromptError, TargetError) as exc:
+            raise UserError(str(exc)) from exc
+        graph.prompt = spec.prompt
+        progress("prune", 0, 1)
+        pruned = prune(graph, node_threshold=s.node_threshold, edge_threshold=s.edge_threshold)
+        progress("prune", 1, 1)
+        graph.feature_labels.update(self._dashboard_labels(spec.transcoders, graph, pruned))
+        # dumps writes float32 values in their shortest form; parsing that back keeps them short.
+        document: dict[str, Any] = orjson.loads(interop.dumps(graph, prune_result=pruned, scan=spec.model))
+        return document
+
+    def intervene(
+        self, model: str, transcoders: str, prompt: str, job: InterventionJob, progress: Progress
+    ) -> dict[str, Any]:
+        """engine.interventions.intervene on the graph's prompt (re-tokenized: the same ids the
+        graph was traced from)."""
+        from attrgraph.engine.interventions import (
+            FeatureIntervention,
+            InterventionError,
+            InterventionOptions,
+            Mode,
+            intervene,
+        )
+
+        lm = self._model(model)
+        tc = self._transcoders.get(transcoders)
+        if tc is None:
+            raise UserError(f"this worker has no transcoder set {transcoders!r}")
+        ivs = [
+            FeatureIntervention(i.layer, i.position, i.feature, Mode(i.mode), float(i.value))
+            for i in job.interventions
+        ]
+        o = job.options
+        options = InterventionOptions(
+            freeze_attention=o.freeze_attention,
+            direct_only=o.direct_only,
+            apply_to_generated=o.apply_to_generated,
+            top_k=o.top_k,
+            n_generate=o.n_generate,
+        )
+        try:
+            with self._tokenizer_lock:
+                ids = engine_tokenize(lm.tokenizer, prompt)
+            result = intervene(lm, tc, ids, ivs, options)
+        except (InterventionError, PromptError) as exc:
+            raise UserError(str(exc)) from exc
+        document = result.to_dict()
+        for change in document["probability_changes"]:
+            change["token"] = str(lm.tokenizer.decode([change["token_id"]]))
+        return document
+
+    def _dashboard_labels(self, transcoders: str, graph: Graph, pruned: PruneResult) -> dict[str, str]:
+        """Automatic labels of the features the pruned graph keeps, so the page reads "say Austin"
+        rather than "L3 #88" (shared labels people write still take precedence in the page)."""
+        labels: dict[str, str] = {}
+        for node in pruned.node_mask[: graph.n_features].nonzero(as_tuple=True)[0].tolist():
+            layer, _, index = (int(v) for v in graph.features[node])
+            dashboard = self.feature(transcoders, layer, index)
+            label = dashboard.get("label") if dashboard else None
+            if isinstance(label, str) and label:
+                labels[f"{layer}_{index}"] = label
+        return labels
+
+    def feature(self, transcoders: str, layer: int, index: int) -> dict[str, Any] | None:
+        dashboards_dir = self._dashboards.get(transcoders)
+        if dashboards_dir is None:
+            return None
+        try:
+            return load_dashboard(dashboards_dir, layer, index)
+        except KeyError:
+            return None

@@ -1,0 +1,71 @@
+"""Access control: tokens, read-only mode, display names, the write rate limit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from attrgraph.api.auth import clean_name, parse_tokens
+from attrgraph.settings import Settings
+from tests.support.collab import TRANSCODERS, a_feature, store_example
+from tests.support.services import ApiServer, clear_prefix, http, make_settings
+
+
+@pytest.fixture
+def server_with(redis_url: str, request: pytest.FixtureRequest) -> Iterator[tuple[str, Settings]]:
+    settings = make_settings(redis_url, **request.param)
+    store_example(settings)
+    with ApiServer(settings) as server:
+        yield server.url, settings
+    clear_prefix(redis_url, settings.key_prefix)
+
+
+def label_url() -> str:
+    layer, index, _ = a_feature()
+    return f"/api/labels/{TRANSCODERS}/{layer}/{index}"
+
+
+def test_parse_tokens_and_names() -> None:
+    assert parse_tokens("alice:tok1, bob:tok2,broken,:x") == {"tok1": "alice", "tok2": "bob"}
+    assert clean_name(None) == "anonymous" and clean_name("  Ada%20L\x07 ") == "Ada L"
+
+
+@pytest.mark.parametrize("server_with", [{"tokens": "alice:tok1,bob:tok2"}], indirect=True)
+def test_tokens_required_for_writes(server_with: tuple[str, Settings]) -> None:
+    url, _ = server_with
+    with http(url) as client:
+        no_token = client.put(
+            label_url(), json={"value": "x", "version": 0}, headers={"X-Attrgraph-User": "eve"}
+        )
+        assert no_token.status_code == 401
+        wrong = client.put(
+            label_url(), json={"value": "x", "version": 0}, headers={"Authorization": "Bearer nope"}
+        )
+        assert wrong.status_code == 403
+        assert client.post("/api/views", json={"graph_id": "c0ffee" + "0" * 26}).status_code == 401
+        ok = client.put(
+            label_url(), json={"value": "x", "version": 0}, headers={"Authorization": "Bearer tok2"}
+        )
+        assert ok.status_code == 200 and ok.json()["author"] == "bob"  # the token names the author
+        assert client.get(label_url()).status_code == 200  # reads stay open
+        me = client.get("/api/me", headers={"Authorization": "Bearer tok1"}).json()
+        assert me == {"name": "alice", "can_write": True, "tokens": True, "read_only": False}
+        assert client.get("/api/me").json()["can_write"] is False
+
+
+@pytest.mark.parametrize("server_with", [{"read_only": True}], indirect=True)
+def test_read_only(server_with: tuple[str, Settings]) -> None:
+    url, _ = server_with
+    with http(url) as client:
+        assert client.put(label_url(), json={"value": "x", "version": 0}).status_code == 403
+        assert client.get(label_url()).status_code == 200
+        assert client.get("/api/me").json()["can_write"] is False
+
+
+@pytest.mark.parametrize("server_with", [{"write_rate_per_minute": 3}], indirect=True)
+def test_write_rate_limit(server_with: tuple[str, Settings]) -> None:
+    url, _ = server_with
+    with http(url) as client:
+        codes = [client.put(label_url(), json={"value": f"v{n}", "version": n}).status_code for n in range(5)]
+        assert codes[:3] == [200, 200, 200] and codes[3] == 429

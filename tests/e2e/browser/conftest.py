@@ -1,0 +1,46 @@
+"""Browser tests: the real service (API + worker + Redis) with the scripted Dallas backend, driven by
+Playwright through Debian's Chromium, headless. Every page must load without a console error.
+
+Needs: `pip install playwright` (the Python package only: never `playwright install`) and a Chromium
+binary ($ATTRGRAPH_CHROMIUM, else /usr/bin/chromium, else `chromium` on PATH). Tests skip, saying
+which is missing, when either is absent. Screenshots go to $ATTRGRAPH_SCREENSHOTS or var/screenshots/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.browser import CHROMIUM_ARGS, VIEWPORT, Console, Service, chromium_path
+
+try:
+    from playwright import sync_api
+except ImportError:  # the browser fixture skips, saying so; test_static.py needs no browser
+    sync_api = None
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Any]:
+    if sync_api is None:
+        pytest.skip("the playwright Python package is not installed (pip install playwright)")
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no Chromium binary (apt-get install chromium, or set ATTRGRAPH_CHROMIUM)")
+    with sync_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: Any, service: Service) -> Iterator[Any]:
+    context = browser.new_context(viewport=VIEWPORT, base_url=service.url, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    pg = context.new_page()
+    console = Console(pg)
+    pg.console_problems = console.problems
+    yield pg
+    context.close()
+    assert not console.problems, "the page reported errors:\n" + "\n".join(console.problems)

@@ -1,0 +1,83 @@
+"""The real engine behind the worker: a tiny random model and transcoders, traced end to end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from attrgraph.engine.transcoders.saving import save_transcoders  # noqa: E402
+from attrgraph.settings import ModelSpec, Settings  # noqa: E402
+from attrgraph.worker.torch_tracer import TorchTracer  # noqa: E402
+from tests.support.models import make_tiny_model, tiny_plt_transcoders  # noqa: E402
+from tests.support.services import (  # noqa: E402  # noqa: E402
+    ApiServer,
+    WorkerThread,
+    clear_prefix,
+    make_settings,
+    sse_events,
+)
+
+N_LAYERS, D_MODEL = 2, 64
+
+
+@pytest.fixture(scope="module")
+def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
+    root = tmp_path_factory.mktemp("tiny")
+    model_dir = make_tiny_model("gpt2", root / "model", n_layers=N_LAYERS, d_model=D_MODEL)
+    tc_dir = save_transcoders(tiny_plt_transcoders(), root / "transcoders", model_name="tiny-gpt2")
+    return ModelSpec(name="tiny", path=str(model_dir), transcoders={"tiny-plt": str(tc_dir)})
+
+
+@pytest.fixture
+def engine_settings(redis_url: str, tiny_spec: ModelSpec) -> Iterator[Settings]:
+    s = make_settings(
+        redis_url,
+        worker_models=[tiny_spec.model_dump()],
+        default_model="tiny",
+        device="cpu",
+        tracer="attrgraph.worker.torch_tracer:TorchTracer",
+    )
+    yield s
+    clear_prefix(redis_url, s.key_prefix)
+
+
+def test_engine_worker_traces_a_prompt(engine_settings: Settings, tmp_path: Path) -> None:
+    backend = TorchTracer(engine_settings)
+    with (
+        ApiServer(engine_settings) as api,
+        WorkerThread(engine_settings, backend),
+        httpx.Client(base_url=api.url) as c,
+    ):
+        (model,) = c.get("/api/models").json()["models"]
+        assert model["name"] == "tiny" and model["transcoders"][0]["id"] == "tiny-random-plt"
+
+        tokens = c.post("/api/tokenize", json={"prompt": "The capital of France is", "top_k": 3}).json()
+        assert len(tokens["predictions"]) == 3 and tokens["tokens"]
+        assert abs(sum(p["probability"] for p in tokens["predictions"])) <= 1.0
+
+        body = {
+            "prompt": "The capital of France is",
+            "settings": {"max_feature_nodes": 64, "max_n_logits": 2},
+        }
+        accepted = c.post("/api/graphs", json=body).json()
+        events = sse_events(c, accepted["events_url"])
+        assert events[-1][0] == "done", events[-3:]
+        phases = {data["phase"] for name, data in events if name == "progress"}
+        assert "prune" in phases and len(phases) >= 2
+        graph = c.get(f"/api/graphs/{accepted['graph_id']}").json()
+        assert graph["metadata"]["prompt"] == "The capital of France is"
+        assert [t for t in graph["metadata"]["prompt_tokens"]] and graph["links"]
+        logit = next(n for n in graph["nodes"] if n["feature_type"] == "logit")
+        detail = c.get(f"/api/graphs/{accepted['graph_id']}/nodes/{logit['node_id']}").json()
+        assert detail["incoming"] and not detail["outgoing"]
+
+        bad = c.post(
+            "/api/graphs", json={**body, "target": {"tokens": ["not one single token at all"]}}
+        ).json()
+        events = sse_events(c, bad["events_url"])
+        assert events[-1][0] == "failed" and "single token" in events[-1][1]["message"]
