@@ -1,2 +1,2 @@
-"""The tracing service: FastAPI API (api/), tracing workers (worker.py), Redis as cache, queue and
-store (keys.py, store.py, queue.py), and `attrgraph serve` for a local run. See docs/deploy.md."""
+"""The tracing worker process: claim a job, run it on a tracer (torch, or a fake in tests), store the
+result, acknowledge. Started by `attrgraph worker` or `attrgraph serve`."""
