@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,20 @@ def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["trace", "x", "--max-feature-nodes", "0"])
     assert exc.value.code == 2
     assert "positive integer" in capsys.readouterr().err
+
+
+def test_every_subcommand_is_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    for command in ("trace", "demo", "serve", "worker"):
+        assert command in listed
+
+
+@pytest.mark.parametrize("module", ["attrgraph.demo.cli", "attrgraph.service_cli"])
+def test_a_broken_subcommand_module_fails_loudly(module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A subcommand whose module cannot be imported must stop the command, not quietly disappear
+    from it (None in sys.modules makes the next import raise ImportError)."""
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ImportError, match=module):
+        main(["--help"])

@@ -36,15 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attrgraph", description=__doc__)
     sub = parser.add_subparsers(metavar="COMMAND")
     _add_trace(sub)
-    for module, adder in (
-        ("attrgraph.demo.cli", "add_demo_subcommand"),
-        ("attrgraph.service_cli", "add_service_subcommands"),
-    ):
-        try:
-            add = getattr(__import__(module, fromlist=[adder]), adder)
-        except (ImportError, AttributeError):
-            continue
-        add(sub)
+    # Plain imports: a broken subcommand module must fail the command, not vanish from --help.
+    # Both modules import only the standard library at the top; their handlers load the rest.
+    from attrgraph.demo.cli import add_demo_subcommand
+    from attrgraph.service_cli import add_service_subcommands
+
+    add_demo_subcommand(sub)
+    add_service_subcommands(sub)
     return parser
 
 
