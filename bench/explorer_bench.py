@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from attrgraph.format.synthetic import synthetic_graph  # noqa: E402
 from attrgraph.protocol import stored_graph  # noqa: E402
 from attrgraph.protocol.keys import Keys  # noqa: E402
 from attrgraph.protocol.store import GraphWriter  # noqa: E402
@@ -79,105 +80,20 @@ WORDS = [
 
 def large_graph(n_nodes: int, n_links: int, seed: int = 0) -> dict[str, Any]:
     """A graph JSON of about n_nodes nodes and exactly n_links links, shaped like a traced one."""
-    rng = random.Random(seed)
     tokens = ["<bos>"] + [" " + WORDS[i % len(WORDS)] for i in range(N_POS - 1)]
-    nodes: list[dict[str, Any]] = []
-    for pos, tok in enumerate(tokens):
-        nodes.append(
-            {
-                "node_id": f"E_{1000 + pos}_{pos}",
-                "feature": pos,
-                "layer": "E",
-                "ctx_idx": pos,
-                "feature_type": "embedding",
-                "jsNodeId": f"E_{1000 + pos}-{pos}",
-                "clerp": f'Emb: "{tok}"',
-                "influence": None,
-                "activation": None,
-            }
-        )
     n_errors = N_LAYERS * 3
-    n_features = n_nodes - N_POS - N_LOGITS - n_errors
-    seen = set()
-    for k in range(n_features):
-        while True:
-            layer = rng.randrange(N_LAYERS)
-            # Later positions hold more features, as in real graphs.
-            pos = min(N_POS - 1, int(N_POS * rng.random() ** 0.6))
-            index = rng.randrange(16384)
-            if (layer, index, pos) not in seen:
-                seen.add((layer, index, pos))
-                break
-        nodes.append(
-            {
-                "node_id": f"{layer}_{index}_{pos}",
-                "feature": (layer + index) * (layer + index + 1) // 2 + index,
-                "layer": str(layer),
-                "ctx_idx": pos,
-                "feature_type": "cross layer transcoder",
-                "jsNodeId": f"{layer}_{index}-0",
-                "clerp": f"feature {layer}/{index}",
-                "influence": round(0.79 * (k + 1) / n_features, 5),
-                "activation": round(rng.uniform(0.2, 12), 3),
-            }
-        )
-    for k in range(n_errors):
-        layer, pos = k % N_LAYERS, N_POS - 1 - (k // N_LAYERS)
-        nodes.append(
-            {
-                "node_id": f"{layer}_-1_{pos}",
-                "feature": -1,
-                "layer": str(layer),
-                "ctx_idx": pos,
-                "feature_type": "mlp reconstruction error",
-                "jsNodeId": f"{layer}_-1-{pos}",
-                "clerp": "Err",
-                "influence": round(rng.uniform(0.2, 0.7), 4),
-                "activation": None,
-            }
-        )
-    for k in range(N_LOGITS):
-        prob = 0.5 / (k + 1)
-        nodes.append(
-            {
-                "node_id": f"{N_LAYERS + 1}_{500 + k}_{N_POS - 1}",
-                "feature": 500 + k,
-                "layer": str(N_LAYERS + 1),
-                "ctx_idx": N_POS - 1,
-                "feature_type": "logit",
-                "jsNodeId": f"L_{500 + k}-{N_POS - 1}",
-                "clerp": f'Output " tok{k}" (p={prob:.3f})',
-                "token_prob": prob,
-                "is_target_logit": k == 0,
-                "influence": None,
-                "activation": None,
-            }
-        )
-    level = {n["node_id"]: (-1 if n["layer"] == "E" else int(n["layer"])) for n in nodes}
-    by_level: dict[int, list[str]] = {}
-    for n in nodes:
-        by_level.setdefault(level[n["node_id"]], []).append(n["node_id"])
-    targets = [
-        n["node_id"] for n in nodes if n["layer"] != "E" and n["feature_type"] != "mlp reconstruction error"
-    ]
-    links: dict[tuple[str, str], float] = {}
-    while len(links) < n_links:
-        target = rng.choice(targets)
-        lower = [lv for lv in by_level if lv < level[target]]
-        source = rng.choice(by_level[rng.choice(lower)])
-        links.setdefault((source, target), round(rng.gauss(0, 1) * (3 if rng.random() < 0.05 else 0.5), 4))
-    return {
-        "metadata": {
-            "slug": "bench",
-            "scan": "bench-model",
-            "prompt_tokens": tokens,
-            "prompt": "".join(tokens[1:]),
-            "schema_version": 1,
-        },
-        "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both"},
-        "nodes": nodes,
-        "links": [{"source": s, "target": t, "weight": w} for (s, t), w in links.items()],
-    }
+    return synthetic_graph(
+        "".join(tokens[1:]),
+        tokens,
+        n_features=n_nodes - N_POS - N_LOGITS - n_errors,
+        n_links=n_links,
+        n_layers=N_LAYERS,
+        n_errors=n_errors,
+        n_logits=N_LOGITS,
+        seed=seed,
+        slug="bench",
+        scan="bench-model",
+    )
 
 
 def store_graph(redis_url: str, prefix: str, graph: dict[str, Any]) -> tuple[str, int, int]:

@@ -22,10 +22,10 @@ import uuid
 import redis
 import redis.asyncio as aioredis
 
+from attrgraph.format.synthetic import synthetic_graph
 from attrgraph.protocol import stored_graph
 from attrgraph.protocol.keys import Keys
 from attrgraph.protocol.store import GraphWriter
-from attrgraph.worker.fake_tracer import synthetic_graph
 from service_common import api_process, percentile, redis_server, write_section
 
 

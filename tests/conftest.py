@@ -14,6 +14,7 @@ import torch
 from attrgraph.settings import Settings
 from tests.support import models as factories
 from tests.support.browser import Service
+from tests.support.environment import missing
 from tests.support.services import (
     ApiServer,
     RedisServer,
@@ -22,6 +23,8 @@ from tests.support.services import (
     existing_or_started_redis,
     make_settings,
 )
+
+pytest_plugins = ["pytester"]  # tests/test_environment.py runs small pytest sessions
 
 torch.set_num_threads(1)
 
@@ -91,7 +94,7 @@ def worker(settings: Settings) -> Iterator[WorkerThread]:
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server binary not installed")
+        missing("redis-server is not installed (apt-get install redis-server)")
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.stop()

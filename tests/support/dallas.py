@@ -15,6 +15,7 @@ import time
 import zlib
 from typing import Any
 
+from attrgraph.format.synthetic import document, embedding_node, error_node, feature_node, level, logit_node
 from attrgraph.protocol.interventions import InterventionJob
 from attrgraph.protocol.records import TraceSpec
 from attrgraph.protocol.schemas import ModelInfo, Prediction, Token, TranscoderInfo
@@ -37,10 +38,6 @@ def token_id(text: str) -> int:
 
 def tokenize_text(prompt: str) -> list[str]:
     return ["<bos>", *TOKEN_RE.findall(prompt)]
-
-
-def cantor(layer: int, feature: int) -> int:
-    return (layer + feature) * (layer + feature + 1) // 2 + feature
 
 
 # The circuit: (key, layer, token to sit on (last match; "$" = last position), feature index, label,
@@ -189,54 +186,30 @@ def dallas_graph(prompt: str, n_filler: int = 70, seed: int = 0) -> dict[str, An
     nodes: list[dict[str, Any]] = []
     by_key: dict[str, str] = {}
     for pos, tok in enumerate(tokens):
-        node_id = f"E_{token_id(tok)}_{pos}"
-        nodes.append(
-            {
-                "node_id": node_id,
-                "feature": pos,
-                "layer": "E",
-                "ctx_idx": pos,
-                "feature_type": "embedding",
-                "jsNodeId": f"E_{token_id(tok)}-{pos}",
-                "clerp": f'Emb: "{tok}"',
-                "influence": None,
-                "activation": None,
-            }
-        )
-        by_key.setdefault(f"E:{tok}", node_id)
-        by_key[f"E:{tok}"] = node_id  # last occurrence
+        nodes.append(embedding_node(tok, token_id(tok), pos))
+        by_key[f"E:{tok}"] = nodes[-1]["node_id"]  # last occurrence
     rank = 0.02
 
     def add_feature(layer: int, pos: int, index: int, label: str, activation: float, influence: float) -> str:
-        node_id = f"{layer}_{index}_{pos}"
-        nodes.append(
-            {
-                "node_id": node_id,
-                "feature": cantor(layer, index),
-                "layer": str(layer),
-                "ctx_idx": pos,
-                "feature_type": "cross layer transcoder",
-                "jsNodeId": f"{layer}_{index}-0",
-                "clerp": label,
-                "influence": round(influence, 4),
-                "activation": activation,
-            }
+        node = feature_node(
+            layer, index, pos, label=label, activation=activation, influence=round(influence, 4)
         )
-        return node_id
+        nodes.append(node)
+        return str(node["node_id"])
 
     for key, layer, tok, index, label, act in CIRCUIT:
         by_key[key] = add_feature(layer, position_of(tok), index, label, act, rank)
         rank += 0.035
-    used = {(n["layer"], n["ctx_idx"], n["node_id"]) for n in nodes}
+    used = {n["node_id"] for n in nodes}
     fillers: list[str] = []
     while len(fillers) < n_filler:
         layer = rng.randrange(N_LAYERS)
         pos = rng.randrange(1, n_pos)
         index = rng.randrange(D_TRANSCODER)
         node_id = f"{layer}_{index}_{pos}"
-        if any(u[2] == node_id for u in used):
+        if node_id in used:
             continue
-        used.add((str(layer), pos, node_id))
+        used.add(node_id)
         influence = min(0.99, 0.4 + 0.6 * len(fillers) / n_filler)
         # Every fifth filler comes unlabelled, as graphs traced without labels do: the page
         # shows "L{layer} #{index}" until the feature's dashboard supplies one.
@@ -245,41 +218,15 @@ def dallas_graph(prompt: str, n_filler: int = 70, seed: int = 0) -> dict[str, An
     # The layer-3 "Texas" feature also fires at "state" (another position of the same feature).
     if f"3_88_{position_of(' state')}" not in {n["node_id"] for n in nodes}:
         fillers.append(add_feature(3, position_of(" state"), 88, "Texas", 2.1, 0.5))
-    errors = []
     for layer in (1, 3, 4):
-        node_id = f"{layer}_-1_{last}"
         nodes.append(
-            {
-                "node_id": node_id,
-                "feature": -1,
-                "layer": str(layer),
-                "ctx_idx": last,
-                "feature_type": "mlp reconstruction error",
-                "jsNodeId": f"{layer}_-1-{last}",
-                "clerp": f'Err: mlp "{tokens[last]}"',
-                "influence": 0.3 + 0.05 * layer,
-                "activation": None,
-            }
+            error_node(layer, last, label=f'Err: mlp "{tokens[last]}"', influence=0.3 + 0.05 * layer)
         )
-        errors.append(node_id)
     for i, (tok, prob) in enumerate(OUTPUTS):
-        node_id = f"{N_LAYERS + 1}_{token_id(tok)}_{last}"
         nodes.append(
-            {
-                "node_id": node_id,
-                "feature": token_id(tok),
-                "layer": str(N_LAYERS + 1),
-                "ctx_idx": last,
-                "feature_type": "logit",
-                "jsNodeId": f"L_{token_id(tok)}-{last}",
-                "clerp": f'Output "{tok}" (p={prob:.3f})',
-                "token_prob": prob,
-                "is_target_logit": i == 0,
-                "influence": None,
-                "activation": None,
-            }
+            logit_node(tok, token_id(tok), last, n_layers=N_LAYERS, probability=prob, is_target=i == 0)
         )
-        by_key[f"L:{tok}"] = node_id
+        by_key[f"L:{tok}"] = nodes[-1]["node_id"]
 
     def ref(key: str) -> str:
         if key.startswith(("E:", "L:")):
@@ -287,7 +234,7 @@ def dallas_graph(prompt: str, n_filler: int = 70, seed: int = 0) -> dict[str, An
             return by_key.get(f"{kind}:{tok}") or by_key[f"{kind}: is" if kind == "E" else "L: Austin"]
         return by_key[key]
 
-    layer_of = {n["node_id"]: (-1 if n["layer"] == "E" else int(n["layer"])) for n in nodes}
+    layer_of = {n["node_id"]: level(n) for n in nodes}
     pos_of = {n["node_id"]: n["ctx_idx"] for n in nodes}
     links: dict[tuple[str, str], float] = {}
     for source, target, weight in CIRCUIT_LINKS:
@@ -302,21 +249,19 @@ def dallas_graph(prompt: str, n_filler: int = 70, seed: int = 0) -> dict[str, An
         {"source": s, "target": t, "weight": w}
         for (s, t), w in sorted(links.items(), key=lambda kv: kv[0][::-1])
     ]
-    return {
-        "metadata": {
-            "slug": "dallas",
-            "scan": MODEL,
-            "transcoder_list": [],
-            "prompt_tokens": tokens,
-            "prompt": prompt,
-            "schema_version": 1,
-            "info": {"generator": {"name": "tests.browser.dallas", "version": "1"}},
-            "node_threshold": 0.8,
-        },
-        "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
-        "nodes": nodes,
-        "links": link_list,
-    }
+    graph = document(
+        prompt,
+        tokens,
+        nodes,
+        link_list,
+        slug="dallas",
+        scan=MODEL,
+        transcoder_list=[],
+        info={"generator": {"name": "tests.browser.dallas", "version": "1"}},
+        node_threshold=0.8,
+    )
+    graph["qParams"].update(clickedId="", sg_pos="")
+    return graph
 
 
 def dashboard(layer: int, index: int) -> dict[str, Any]:

@@ -442,20 +442,3 @@ def smollm2_gguf_path() -> Path | None:
             if path.is_file():
                 return path
     return None
-
-
-def tiny_plt_transcoders(n_layers: int = 2, d_model: int = 64, d_transcoder: int = 48) -> Any:
-    """Seeded random per-layer ReLU transcoders for `make_tiny_model`'s default size."""
-    from attrgraph.engine.transcoders.base import TranscoderLayer, TranscoderSet
-
-    g = torch.Generator().manual_seed(0)
-    layers = [
-        TranscoderLayer(
-            W_enc=torch.randn(d_transcoder, d_model, generator=g) / d_model**0.5,
-            b_enc=torch.randn(d_transcoder, generator=g) * 0.1 - 0.2,
-            W_dec=torch.randn(d_transcoder, 1, d_model, generator=g) * 0.05,
-            b_dec=torch.zeros(d_model),
-        )
-        for _ in range(n_layers)
-    ]
-    return TranscoderSet(layers, n_layers=n_layers, cross_layer=False, name="tiny-random-plt")

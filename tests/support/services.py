@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import orjson
-import pytest
 import redis
 import uvicorn
 
@@ -25,6 +24,7 @@ from attrgraph.api.app import create_app
 from attrgraph.settings import Settings
 from attrgraph.worker.fake_tracer import FakeTracer
 from attrgraph.worker.loop import Worker
+from tests.support.environment import missing
 
 
 def free_port() -> int:
@@ -198,7 +198,7 @@ def existing_or_started_redis(tmp_dir: Path) -> Iterator[str]:
         yield url
         return
     if shutil.which("redis-server") is None:
-        pytest.skip("no Redis reachable and no redis-server binary to start one")
+        missing(f"no Redis answers at {url} and there is no redis-server binary to start one")
     server = RedisServer(tmp_dir).start()
     try:
         yield server.url

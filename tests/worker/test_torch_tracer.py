@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
+import torch
+from transformers import AutoModelForCausalLM
 
-torch = pytest.importorskip("torch")
-
-from attrgraph.engine.transcoders.saving import save_transcoders  # noqa: E402
-from attrgraph.settings import ModelSpec, Settings  # noqa: E402
-from attrgraph.worker.torch_tracer import TorchTracer  # noqa: E402
-from tests.support.models import make_tiny_model, tiny_plt_transcoders  # noqa: E402
-from tests.support.services import (  # noqa: E402  # noqa: E402
+from attrgraph.engine.transcoders.saving import save_transcoders
+from attrgraph.settings import ModelSpec, Settings
+from attrgraph.worker.torch_tracer import TorchTracer
+from tests.support.models import make_tiny_model
+from tests.support.services import (
     ApiServer,
     WorkerThread,
     clear_prefix,
     make_settings,
     sse_events,
 )
+from tests.support.transcoders import tiny_plt_transcoders
 
 N_LAYERS, D_MODEL = 2, 64
 
@@ -29,7 +29,8 @@ N_LAYERS, D_MODEL = 2, 64
 def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
     root = tmp_path_factory.mktemp("tiny")
     model_dir = make_tiny_model("gpt2", root / "model", n_layers=N_LAYERS, d_model=D_MODEL)
-    tc_dir = save_transcoders(tiny_plt_transcoders(), root / "transcoders", model_name="tiny-gpt2")
+    tc = tiny_plt_transcoders(n_layers=N_LAYERS, d_model=D_MODEL)
+    tc_dir = save_transcoders(tc, root / "transcoders", model_name="tiny-gpt2")
     return ModelSpec(name="tiny", path=str(model_dir), transcoders={"tiny-plt": str(tc_dir)})
 
 
@@ -46,7 +47,7 @@ def engine_settings(redis_url: str, tiny_spec: ModelSpec) -> Iterator[Settings]:
     clear_prefix(redis_url, s.key_prefix)
 
 
-def test_engine_worker_traces_a_prompt(engine_settings: Settings, tmp_path: Path) -> None:
+def test_engine_worker_traces_a_prompt(engine_settings: Settings, tiny_spec: ModelSpec) -> None:
     backend = TorchTracer(engine_settings)
     with (
         ApiServer(engine_settings) as api,
@@ -57,8 +58,16 @@ def test_engine_worker_traces_a_prompt(engine_settings: Settings, tmp_path: Path
         assert model["name"] == "tiny" and model["transcoders"][0]["id"] == "tiny-random-plt"
 
         tokens = c.post("/api/tokenize", json={"prompt": "The capital of France is", "top_k": 3}).json()
-        assert len(tokens["predictions"]) == 3 and tokens["tokens"]
-        assert abs(sum(p["probability"] for p in tokens["predictions"])) <= 1.0
+        # The predictions are the model's own: the top 3 of a softmax over its last-position logits,
+        # computed here without the worker, most likely first.
+        ids = [t["id"] for t in tokens["tokens"]]
+        reference = AutoModelForCausalLM.from_pretrained(tiny_spec.path).eval()
+        with torch.no_grad():
+            logits = reference(torch.tensor([ids])).logits[0, -1].double()
+        top = torch.softmax(logits, dim=-1).topk(3)
+        predictions = tokens["predictions"]
+        assert [p["id"] for p in predictions] == top.indices.tolist()
+        assert [p["probability"] for p in predictions] == pytest.approx(top.values.tolist(), rel=1e-4)
 
         body = {
             "prompt": "The capital of France is",

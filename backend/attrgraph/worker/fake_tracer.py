@@ -18,6 +18,7 @@ import time
 import zlib
 from typing import Any
 
+from attrgraph.format.synthetic import synthetic_graph
 from attrgraph.protocol.interventions import InterventionJob
 from attrgraph.protocol.records import TraceSpec
 from attrgraph.protocol.schemas import ModelInfo, Prediction, Token, TranscoderInfo
@@ -125,73 +126,3 @@ class FakeTracer:
             "top_logits": ["a", "b"],
         }
 
-
-def synthetic_graph(
-    prompt: str, tokens: list[str], *, n_features: int, links_per_node: int = 4, seed: int = 0
-) -> dict[str, Any]:
-    """A graph in the Neuronpedia / circuit-tracer JSON shape with the given number of feature nodes
-    (plus one embedding node per token and one logit), and links_per_node incoming links each."""
-    rng = random.Random(seed)
-    n_pos = len(tokens)
-    n_layers = 4
-    nodes: list[dict[str, Any]] = []
-    for pos, tok in enumerate(tokens):
-        nodes.append(
-            {
-                "node_id": f"E_{_token_id(tok)}_{pos}",
-                "feature": pos,
-                "layer": "E",
-                "ctx_idx": pos,
-                "feature_type": "embedding",
-                "jsNodeId": f"E_{_token_id(tok)}-{pos}",
-                "clerp": tok,
-                "influence": None,
-                "activation": None,
-            }
-        )
-    for i in range(n_features):
-        layer, pos = i % n_layers, i % n_pos
-        nodes.append(
-            {
-                "node_id": f"{layer}_{i}_{pos}",
-                "feature": (layer + i) * (layer + i + 1) // 2 + i,
-                "layer": str(layer),
-                "ctx_idx": pos,
-                "feature_type": "cross layer transcoder",
-                "jsNodeId": f"{layer}_{i}-0",
-                "clerp": f"feature {i}",
-                "influence": rng.random(),
-                "activation": rng.random() * 10,
-            }
-        )
-    nodes.append(
-        {
-            "node_id": f"{n_layers + 1}_7_{n_pos - 1}",
-            "feature": 7,
-            "layer": str(n_layers + 1),
-            "ctx_idx": n_pos - 1,
-            "feature_type": "logit",
-            "jsNodeId": f"L_7-{n_pos - 1}",
-            "clerp": 'Output "x" (p=0.500)',
-            "token_prob": 0.5,
-            "is_target_logit": True,
-        }
-    )
-    ids = [n["node_id"] for n in nodes]
-    links = [
-        {"source": ids[rng.randrange(len(ids))], "target": target, "weight": rng.uniform(-1, 1)}
-        for target in ids[n_pos:]
-        for _ in range(links_per_node)
-    ]
-    return {
-        "metadata": {
-            "slug": "synthetic",
-            "scan": "fake-model",
-            "prompt_tokens": tokens,
-            "prompt": prompt,
-            "schema_version": 1,
-        },
-        "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both"},
-        "nodes": nodes,
-        "links": links,
-    }

@@ -3,7 +3,8 @@ Playwright through Debian's Chromium, headless. Every page must load without a c
 
 Needs: `pip install playwright` (the Python package only: never `playwright install`) and a Chromium
 binary ($ATTRGRAPH_CHROMIUM, else /usr/bin/chromium, else `chromium` on PATH). Tests skip, saying
-which is missing, when either is absent. Screenshots go to $ATTRGRAPH_SCREENSHOTS or var/screenshots/.
+which is missing, when either is absent (under CI they fail: tests/support/environment.py).
+Screenshots go to $ATTRGRAPH_SCREENSHOTS or var/screenshots/.
 """
 
 from __future__ import annotations
@@ -14,20 +15,16 @@ from typing import Any
 import pytest
 
 from tests.support.browser import CHROMIUM_ARGS, VIEWPORT, Console, Service, chromium_path
-
-try:
-    from playwright import sync_api
-except ImportError:  # the browser fixture skips, saying so; test_static.py needs no browser
-    sync_api = None
+from tests.support.environment import missing, require_module
 
 
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    if sync_api is None:
-        pytest.skip("the playwright Python package is not installed (pip install playwright)")
+    # Imported here, not at module level: test_static.py needs no browser.
+    sync_api = require_module("playwright.sync_api", "pip install playwright (never `playwright install`)")
     executable = chromium_path()
     if executable is None:
-        pytest.skip("no Chromium binary (apt-get install chromium, or set ATTRGRAPH_CHROMIUM)")
+        missing("no Chromium binary (apt-get install chromium, or set ATTRGRAPH_CHROMIUM)")
     with sync_api.sync_playwright() as p:
         instance = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield instance

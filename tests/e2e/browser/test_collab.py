@@ -14,9 +14,10 @@ import httpx
 import pytest
 
 from tests.support.browser import VIEWPORT, Console, Service, shoot
+from tests.support.environment import require_module
 from tests.support.services import clear_prefix
 
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_module("playwright.sync_api")
 expect = sync_api.expect
 
 

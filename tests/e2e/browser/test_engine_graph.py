@@ -13,15 +13,17 @@ import httpx
 import pytest
 
 from tests.support.browser import shoot
+from tests.support.environment import require_module
 from tests.support.services import ApiServer, WorkerThread, clear_prefix, make_settings
 
-sync_api = pytest.importorskip("playwright.sync_api")
-torch = pytest.importorskip("torch")
+sync_api = require_module("playwright.sync_api")
+torch = require_module("torch")
 expect = sync_api.expect
 
 from attrgraph.engine.transcoders.saving import save_transcoders  # noqa: E402
 from attrgraph.settings import ModelSpec  # noqa: E402
-from tests.support.models import make_tiny_model, tiny_plt_transcoders  # noqa: E402
+from tests.support.models import make_tiny_model  # noqa: E402
+from tests.support.transcoders import tiny_plt_transcoders  # noqa: E402
 
 N_LAYERS, D_MODEL = 2, 64
 

@@ -9,12 +9,12 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import pytest
 
 from tests.support.browser import Service, shoot
 from tests.support.dallas import DALLAS_PROMPT, label_for
+from tests.support.environment import require_module
 
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_module("playwright.sync_api")
 expect = sync_api.expect
 
 

@@ -14,10 +14,11 @@ import pytest
 
 from tests.support.browser import CHROMIUM_ARGS, VIEWPORT, Console, chromium_path, shoot
 from tests.support.dallas import DALLAS_PROMPT
+from tests.support.environment import missing, require_module
 from tests.support.services import ApiServer, WorkerThread, clear_prefix, make_settings
 
-sync_api = pytest.importorskip("playwright.sync_api")
-pytest.importorskip("torch")
+sync_api = require_module("playwright.sync_api")
+require_module("torch")
 expect = sync_api.expect
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,7 @@ def demo_url(browser_redis_url: str) -> Iterator[str]:
 def test_demo_model_dallas(demo_url: str) -> None:
     executable = chromium_path()
     if executable is None:
-        pytest.skip("no Chromium binary")
+        missing("no Chromium binary (apt-get install chromium, or set ATTRGRAPH_CHROMIUM)")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page: Any = browser.new_page(viewport=VIEWPORT, base_url=demo_url)

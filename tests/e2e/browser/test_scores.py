@@ -8,12 +8,12 @@ import random
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.support.browser import Service
+from tests.support.environment import require_module
 
-pytest.importorskip("playwright.sync_api")
-torch = pytest.importorskip("torch")
+require_module("playwright.sync_api")
+torch = require_module("torch")
 
 from attrgraph.engine.interop import from_json  # noqa: E402
 from attrgraph.engine.pruning import graph_scores, subgraph_scores  # noqa: E402

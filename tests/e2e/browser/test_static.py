@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.support.environment import missing
 
 ROOT = Path(__file__).resolve().parents[3]
 FRONTEND = ROOT / "frontend"
@@ -16,9 +16,9 @@ FRONTEND = ROOT / "frontend"
 def test_static_matches_a_fresh_build() -> None:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed: cannot rebuild frontend/ to compare with static/")
+        missing("node is not installed: cannot rebuild frontend/ to compare with static/")
     if not (FRONTEND / "node_modules" / "esbuild").is_dir():
-        pytest.skip("frontend/node_modules is missing: run `npm ci` in frontend/ first")
+        missing("frontend/node_modules is missing: run `npm ci` in frontend/ first")
     result = subprocess.run(
         [node, "build.mjs", "--check"], cwd=FRONTEND, capture_output=True, text=True, timeout=120
     )

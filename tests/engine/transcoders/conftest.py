@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -11,51 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.support.transcoders import random_transcoders
 
-from attrgraph.engine.transcoders import Activation, InputSite, TranscoderLayer, TranscoderSet
+from attrgraph.engine.transcoders import Activation, InputSite, TranscoderSet
 
 MakeSet = Callable[..., TranscoderSet]
 FakeHub = Callable[..., str]
-
-
-def random_set(
-    *,
-    n_layers: int = 3,
-    d_model: int = 6,
-    d_transcoder: int = 10,
-    cross_layer: bool = False,
-    activation: Activation = Activation.RELU,
-    topk: int | None = None,
-    skip: bool = False,
-    input_site: InputSite = InputSite.MLP_IN,
-    name: str = "toy",
-    seed: int = 0,
-) -> TranscoderSet:
-    g = torch.Generator().manual_seed(seed)
-
-    def randn(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=g)
-
-    layers = [
-        TranscoderLayer(
-            W_enc=randn(d_transcoder, d_model),
-            b_enc=randn(d_transcoder),
-            W_dec=randn(d_transcoder, n_layers - i if cross_layer else 1, d_model),
-            b_dec=randn(d_model),
-            threshold=randn(d_transcoder).abs() if activation is Activation.JUMPRELU else None,
-            W_skip=randn(d_model, d_model) if skip else None,
-        )
-        for i in range(n_layers)
-    ]
-    return TranscoderSet(
-        layers,
-        n_layers=n_layers,
-        cross_layer=cross_layer,
-        activation=activation,
-        topk=topk,
-        input_site=input_site,
-        name=name,
-    )
 
 
 def assert_same_set(expected: TranscoderSet, actual: TranscoderSet) -> None:
@@ -76,7 +38,16 @@ def assert_same_set(expected: TranscoderSet, actual: TranscoderSet) -> None:
 
 @pytest.fixture
 def make_set() -> MakeSet:
-    return random_set
+    """Small random sets: per-layer ReLU read at the MLP input unless the test says otherwise."""
+    return functools.partial(
+        random_transcoders,
+        n_layers=3,
+        d_model=6,
+        d_transcoder=10,
+        activation=Activation.RELU,
+        input_site=InputSite.MLP_IN,
+        name="toy",
+    )
 
 
 @pytest.fixture

@@ -7,6 +7,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from attrgraph.engine.transcoders.hub_cache import (
+    HubRef,
+    hub_cache_dir,
+    parse_hub_ref,
+    resolve_file,
+    resolve_snapshot,
+)
+from tests.support.environment import require_module
 
 from attrgraph.engine.transcoders import (
     Activation,
@@ -15,13 +23,6 @@ from attrgraph.engine.transcoders import (
     load_transcoders,
     save_gemmascope_npz,
     save_transcoders,
-)
-from attrgraph.engine.transcoders.hub_cache import (
-    HubRef,
-    hub_cache_dir,
-    parse_hub_ref,
-    resolve_file,
-    resolve_snapshot,
 )
 
 MakeSet = Callable[..., TranscoderSet]
@@ -150,7 +151,7 @@ def test_resolution_agrees_with_huggingface_hub(
     make_set: MakeSet, fake_hub: FakeHub, hf_home: Path, tmp_path: Path
 ) -> None:
     """The fake cache is the standard layout: huggingface_hub's offline lookups find the same files."""
-    hub = pytest.importorskip("huggingface_hub")
+    hub = require_module("huggingface_hub")
     save_transcoders(make_set(), tmp_path / "src")
     cache = tmp_path / "cache"
     fake_hub(cache, "org/toy", tmp_path / "src", prefix="sub")
