@@ -5,7 +5,7 @@ import "./styles/base.css";
 import "./styles/home.css";
 
 import { clear, debounce, el, pageData } from "./lib/dom.js";
-import { deleteJSON, getJSON, postJSON } from "./lib/api.js";
+import { deleteJSON, followJob, getJSON, postJSON } from "./lib/api.js";
 import { pct, plural, relativeTime, tokenText } from "./lib/format.js";
 
 // Where each phase of a trace sits on the overall progress bar.
@@ -37,7 +37,7 @@ function initHome() {
   const track = progress.querySelector(".progress-track");
   const cancel = $("cancel");
   let models = [];
-  let job = null; // {jobId, source}
+  let job = null; // {jobId, graphId}: the job being followed
   let previewSeq = 0;
 
   const params = new URLSearchParams(location.search);
@@ -145,42 +145,24 @@ function initHome() {
     location.assign(`/graph/${graphId}`);
   }
 
-  function follow(accepted) {
+  async function follow(accepted) {
     job = { jobId: accepted.job_id, graphId: accepted.graph_id };
     setProgress("queued", 0, accepted.position ? `${plural(accepted.position, "job")} ahead` : accepted.joined ? "joined an identical request" : "next in line");
-    const source = new EventSource(accepted.events_url);
-    job.source = source;
-    const finish = () => {
-      source.close();
-      job = null;
+    const steps = {
+      queued: (d) => setProgress("queued", 0, d.position ? `${plural(d.position, "job")} ahead` : "next in line"),
+      started: () => setProgress("started", 0, ""),
+      requeued: () => setProgress("queued", 0, "the worker stopped; waiting for another"),
+      progress: (d) => setProgress(d.phase, d.percent, d.total > 1 ? `${d.done.toLocaleString()} / ${d.total.toLocaleString()}` : ""),
     };
-    source.addEventListener("queued", (e) => {
-      const d = JSON.parse(e.data);
-      setProgress("queued", 0, d.position ? `${plural(d.position, "job")} ahead` : "next in line");
-    });
-    source.addEventListener("started", () => setProgress("started", 0, ""));
-    source.addEventListener("requeued", () => setProgress("queued", 0, "the worker stopped; waiting for another"));
-    source.addEventListener("progress", (e) => {
-      const d = JSON.parse(e.data);
-      setProgress(d.phase, d.percent, d.total > 1 ? `${d.done.toLocaleString()} / ${d.total.toLocaleString()}` : "");
-    });
-    source.addEventListener("done", (e) => {
-      const d = JSON.parse(e.data);
-      finish();
-      openGraph(d.graph_id || accepted.graph_id);
-    });
-    source.addEventListener("failed", (e) => {
-      const d = JSON.parse(e.data);
-      finish();
+    try {
+      const done = await followJob(accepted, { onEvent: (name, data) => steps[name](data) });
+      job = null;
+      openGraph(done.graph_id || accepted.graph_id);
+    } catch (err) {
+      job = null;
       busy(false);
-      formError.textContent = `Tracing failed: ${d.message || "unknown error"}`;
-    });
-    source.addEventListener("cancelled", () => {
-      finish();
-      busy(false);
-      formError.textContent = "Cancelled.";
-    });
-    // EventSource reconnects by itself (resuming with Last-Event-ID) on network errors.
+      formError.textContent = err.state === "cancelled" ? "Cancelled." : err.state === "failed" ? `Tracing failed: ${err.message}` : err.message;
+    }
   }
 
   form.addEventListener("submit", async (event) => {

@@ -1,52 +1,17 @@
 // Collaboration: shared feature labels (one per feature of a transcoder set, shown on every graph
 // with that feature), notes, live updates (EventSource on /api/graphs/{id}/live), share links, and
-// the display name this browser writes under (kept in localStorage).
+// the display name this browser writes under and the write token (both kept by lib/api.js, which
+// sends them with each request).
 //
 // Everything users wrote is put on the page with textContent (lib/dom.js `el` makes text nodes),
 // never as HTML.
 
+import { displayName, getJSON, postJSON, putJSON, setDisplayName, setWriteToken, writeToken } from "../lib/api.js";
 import { el } from "../lib/dom.js";
 
-const NAME_KEY = "attrgraph.displayName";
-
-export function displayName() {
-  try {
-    return localStorage.getItem(NAME_KEY) || "";
-  } catch {
-    return "";
-  }
-}
-
-function setDisplayName(name) {
-  try {
-    localStorage.setItem(NAME_KEY, name);
-  } catch {
-    /* private mode: the name lasts for this page only */
-  }
-}
-
-function authHeaders() {
-  const headers = { Accept: "application/json", "Content-Type": "application/json" };
-  const name = displayName();
-  if (name) headers["X-Attrgraph-User"] = encodeURIComponent(name);
-  try {
-    const token = localStorage.getItem("attrgraph.token");
-    if (token) headers.Authorization = `Bearer ${token}`;
-  } catch {
-    /* no storage */
-  }
-  return headers;
-}
-
-async function send(method, url, body) {
-  const response = await fetch(url, { method, headers: authHeaders(), body: body === undefined ? undefined : JSON.stringify(body) });
-  let parsed = null;
-  try {
-    parsed = await response.json();
-  } catch {
-    parsed = null;
-  }
-  return { status: response.status, body: parsed };
+/** The item as it is now, when a write lost to someone else's (a 409 answer); else null. */
+function conflictCurrent(err) {
+  return (err.conflict && err.body && err.body.current) || null;
 }
 
 function featureKeyOf(node) {
@@ -74,15 +39,15 @@ export function createCollab({ graph, store, graphId, transcoders, toolbar, view
   }
 
   async function load() {
-    const { status, body } = await send("GET", `/api/graphs/${graphId}/labels`);
-    if (status !== 200 || !body) return;
+    const body = await getJSON(`/api/graphs/${graphId}/labels`).catch(() => null);
+    if (!body) return;
     let any = false;
     for (const [key, item] of Object.entries(body.labels || {})) any = apply(key, item) || any;
     if (viewId) {
       // A share link shows the labels as they were when it was saved.
-      const view = await send("GET", `/api/views/${encodeURIComponent(viewId)}`);
-      if (view.status === 200 && view.body) {
-        for (const [key, value] of Object.entries(view.body.labels || {})) {
+      const view = await getJSON(`/api/views/${encodeURIComponent(viewId)}`).catch(() => null);
+      if (view) {
+        for (const [key, value] of Object.entries(view.labels || {})) {
           any = apply(key, { ...(items.get(key) || { version: 0 }), value }) || any;
         }
       }
@@ -111,44 +76,59 @@ export function createCollab({ graph, store, graphId, transcoders, toolbar, view
     const key = featureKeyOf(node);
     const current = items.get(key) || { version: 0 };
     const url = `/api/labels/${encodeURIComponent(transcoders)}/${node.featureLayer}/${node.featureIndex}`;
-    const { status, body } = await send("PUT", url, { value, version: current.version || 0 });
-    if (status === 200) {
+    try {
+      const { body } = await putJSON(url, { value, version: current.version || 0 });
       apply(key, body);
       changed();
       return { ok: true };
-    }
-    if (status === 409 && body && body.current) {
-      apply(key, body.current);
+    } catch (err) {
+      const now = conflictCurrent(err);
+      if (!now) return { ok: false, message: err.message };
+      apply(key, now);
       changed();
-      return { ok: false, message: `${body.current.author || "Someone"} changed this label first: “${body.current.value}”. Edit again to replace it.` };
+      return { ok: false, message: `${now.author || "Someone"} changed this label first: “${now.value}”. Edit again to replace it.` };
     }
-    return { ok: false, message: (body && typeof body.detail === "string" && body.detail) || `could not save (${status})` };
   }
 
   async function history(node) {
     const url = `/api/labels/${encodeURIComponent(transcoders)}/${node.featureLayer}/${node.featureIndex}/history`;
-    const { body } = await send("GET", url);
+    const body = await getJSON(url).catch(() => null);
     return (body && body.versions) || [];
   }
 
   async function revert(node, toVersion) {
     const key = featureKeyOf(node);
     const url = `/api/labels/${encodeURIComponent(transcoders)}/${node.featureLayer}/${node.featureIndex}/revert`;
-    const { status, body } = await send("POST", url, { to_version: toVersion, version: (items.get(key) || {}).version || 0 });
-    if (status === 200 || (status === 409 && body && body.current)) {
-      apply(key, status === 200 ? body : body.current);
+    try {
+      const { body } = await postJSON(url, { to_version: toVersion, version: (items.get(key) || {}).version || 0 });
+      apply(key, body);
       changed();
+      return true;
+    } catch (err) {
+      const now = conflictCurrent(err);
+      if (now) {
+        apply(key, now);
+        changed();
+      }
+      return false;
     }
-    return status === 200;
   }
 
   async function note(target) {
-    const { body } = await send("GET", `/api/graphs/${graphId}/note?target=${encodeURIComponent(target)}`);
+    const body = await getJSON(`/api/graphs/${graphId}/note?target=${encodeURIComponent(target)}`).catch(() => null);
     return body || { value: "", version: 0 };
   }
 
+  /** Save a note; resolves to {ok, item} (the note as saved), or {ok: false, current} when someone
+   * else wrote first (current: the note as it is now), or {ok: false, message}. */
   async function saveNote(target, value, version) {
-    return send("PUT", `/api/graphs/${graphId}/note?target=${encodeURIComponent(target)}`, { value, version });
+    try {
+      const { body } = await putJSON(`/api/graphs/${graphId}/note?target=${encodeURIComponent(target)}`, { value, version });
+      return { ok: true, item: body };
+    } catch (err) {
+      const now = conflictCurrent(err);
+      return now ? { ok: false, current: now } : { ok: false, message: err.message };
+    }
   }
 
   function shareTool() {
@@ -159,9 +139,15 @@ export function createCollab({ graph, store, graphId, transcoders, toolbar, view
       const params = new URLSearchParams(location.search);
       params.delete("view");
       const query = params.toString() ? `?${params}` : "";
-      const { status, body } = await send("POST", "/api/views", { graph_id: graphId, query });
+      let text;
+      try {
+        const { body } = await postJSON("/api/views", { graph_id: graphId, query });
+        text = `${location.origin}${body.url}`;
+      } catch (err) {
+        text = `Could not save: ${err.message}`;
+      }
       output.hidden = false;
-      output.value = status === 201 ? `${location.origin}${body.url}` : `Could not save: ${(body && body.detail) || status}`;
+      output.value = text;
       output.select();
     });
     return el("div.tool", button, output);
@@ -189,22 +175,11 @@ export function createCollab({ graph, store, graphId, transcoders, toolbar, view
       "aria-label": "Your write token (this server requires one to save labels and notes)",
       size: 12,
     });
-    try {
-      input.value = localStorage.getItem("attrgraph.token") || "";
-    } catch {
-      /* no storage */
-    }
-    input.addEventListener("change", () => {
-      try {
-        localStorage.setItem("attrgraph.token", input.value.trim());
-      } catch {
-        /* private mode: the token lasts for this page only */
-      }
-    });
+    input.value = writeToken();
+    input.addEventListener("change", () => setWriteToken(input.value.trim()));
     // Inline style, not `hidden`: the toolbar's `.tool` display rule would override the attribute.
     const tool = el("div.tool", { style: { display: "none" } }, el("label", { for: "write-token" }, "Token"), input);
-    fetch("/api/me", { headers: { Accept: "application/json" } })
-      .then((r) => (r.ok ? r.json() : null))
+    getJSON("/api/me")
       .then((me) => {
         if (me && me.tokens) tool.style.display = "";
       })

@@ -110,15 +110,15 @@ export function createFeaturePanel(root, { graph, store, transcoders, hasDashboa
     });
     const save = el("button.link-button#save-note", { type: "button" }, "Save note");
     save.addEventListener("click", async () => {
-      const { status: code, body: reply } = await collab.saveNote(`node:${node.id}`, note.value, noteVersion);
-      if (code === 200) {
-        noteVersion = reply.version;
+      const saved = await collab.saveNote(`node:${node.id}`, note.value, noteVersion);
+      if (saved.ok) {
+        noteVersion = saved.item.version;
         status.textContent = "Saved";
-      } else if (code === 409 && reply && reply.current) {
-        noteVersion = reply.current.version;
-        note.value = reply.current.value;
-        status.textContent = `${reply.current.author || "Someone"} changed this note first; it now shows theirs.`;
-      } else status.textContent = `Could not save (${code})`;
+      } else if (saved.current) {
+        noteVersion = saved.current.version;
+        note.value = saved.current.value;
+        status.textContent = `${saved.current.author || "Someone"} changed this note first; it now shows theirs.`;
+      } else status.textContent = `Could not save: ${saved.message}`;
     });
     return el("div.collab", by, history, el("div.note-row", note, save, status));
   }

@@ -7,13 +7,12 @@
 import "../styles/interventions.css";
 
 import { clear, el } from "../lib/dom.js";
-import { ApiError, getJSON, postJSON } from "../lib/api.js";
+import { followJob, getJSON, postJSON } from "../lib/api.js";
 import { buildGraph, labelOf } from "../lib/graphdata.js";
 import { num, pct, quoted } from "../lib/format.js";
 import { labelOverrides } from "../lib/state.js";
 
 const MODES = { set: "clamp to", scale: "scale by", ablate: "ablate", add: "add" };
-const POLL_MS = 250;
 
 /** The feature node for an intervention entry, if the graph has it (for labels). */
 function nodeFor(graph, [layer, feature, pos]) {
@@ -41,17 +40,18 @@ function requestBody(graphId, entries, flags) {
   };
 }
 
-/** Submit and wait for the worker: the result JSON. onProgress(percent, phase) while it runs. */
-export async function runIntervention(graphId, entries, flags, onProgress = () => {}) {
+/** Submit and wait for the worker: the result JSON. onProgress(percent, phase) while it runs;
+ * `signal` stops following (a newer run replaced this one). */
+export async function runIntervention(graphId, entries, flags, { onProgress = () => {}, signal } = {}) {
   const { status, body } = await postJSON("/api/interventions", requestBody(graphId, entries, flags));
   if (status === 202) {
-    for (;;) {
-      const job = await getJSON(body.job_url);
-      if (job.state === "done") break;
-      if (job.state === "failed" || job.state === "cancelled") throw new ApiError(422, job.error || job.state);
-      onProgress(job.percent || 0, job.phase || job.state);
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
+    await followJob(body, {
+      signal,
+      onEvent: (name, data) => {
+        if (name === "progress") onProgress(data.percent || 0, data.phase || name);
+        else onProgress(0, name === "requeued" ? "queued" : name);
+      },
+    });
   }
   return getJSON(body.result_url);
 }
@@ -83,6 +83,7 @@ export function createInterventions(root, { graph, store, graphId }) {
   let error = "";
   let busy = "";
   let runSeq = 0;
+  let following = null; // the AbortController of the run in progress
   let mode = "set";
   let sliderValue = 0;
   let donor = null; // { graphId, prompt, graph }
@@ -114,6 +115,8 @@ export function createInterventions(root, { graph, store, graphId }) {
   async function run() {
     const { interventions, ivOptions } = store.get();
     const seq = ++runSeq;
+    if (following) following.abort(); // the older run's stream: its result would be ignored
+    following = null;
     if (!interventions.length) {
       result = null;
       error = "";
@@ -123,11 +126,16 @@ export function createInterventions(root, { graph, store, graphId }) {
     busy = "running…";
     error = "";
     render();
+    const controller = new AbortController();
+    following = controller;
     try {
-      const found = await runIntervention(graphId, interventions, ivOptions, (p, phase) => {
-        if (seq !== runSeq) return;
-        busy = `${phase} ${Math.round(p)}%`;
-        renderStatus();
+      const found = await runIntervention(graphId, interventions, ivOptions, {
+        signal: controller.signal,
+        onProgress: (p, phase) => {
+          if (seq !== runSeq) return;
+          busy = `${phase} ${Math.round(p)}%`;
+          renderStatus();
+        },
       });
       if (seq !== runSeq) return;
       result = found;
@@ -135,6 +143,8 @@ export function createInterventions(root, { graph, store, graphId }) {
       if (seq !== runSeq) return;
       result = null;
       error = err.message;
+    } finally {
+      if (following === controller) following = null;
     }
     busy = "";
     render();

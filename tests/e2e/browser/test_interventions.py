@@ -85,3 +85,33 @@ def test_test_this_subgraph(page: Any, service: Service) -> None:
     text = str(panel.locator(".iv-tests li").first.inner_text())
     assert "say Austin" in text and "→" in text
     shoot(page, "interventions-subgraph-test")
+
+
+def test_a_refused_progress_stream_still_ends_in_the_result(page: Any, service: Service) -> None:
+    """The job's event stream answers 503 once (the browser then gives up on it): the page reads
+    the job's state and follows it again, and the result arrives as usual."""
+    graph_id = service.trace(max_n_logits=9)
+    refused: list[str] = []
+    job_reads: list[str] = []
+
+    def refuse_once(route: Any) -> None:
+        if refused:
+            route.continue_()
+            return
+        refused.append(route.request.url)
+        route.fulfill(status=503, content_type="application/json", body='{"detail": "down"}')
+
+    page.route("**/api/jobs/*/events", refuse_once)
+    page.on("request", lambda r: job_reads.append(r.url) if re.search(r"/api/jobs/[0-9a-f]{32}$", r.url) else None)
+    _open(page, f"/graph/{graph_id}")
+    panel = page.locator("#interventions")
+    page.locator(f"svg.lg-svg [data-id='{TEXAS}']").click()
+    panel.locator(".iv-mode").select_option("set")
+    panel.locator(".iv-slider").fill("1.7")
+    panel.locator(".iv-add-clicked").click()
+    expect(panel).to_have_attribute("data-state", "done", timeout=15_000)
+    expect(panel.locator(".iv-bar-row[data-token=' Austin']")).to_be_visible()
+    assert len(refused) == 1
+    assert job_reads and job_reads[0] == refused[0].removesuffix("/events")
+    # The refused stream is the one console error this test expects.
+    page.console_problems[:] = [p for p in page.console_problems if "503" not in p or "/events" not in p]
