@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -230,9 +231,9 @@ def clear_prefix(url: str, prefix: str) -> None:
     client.close()
 
 
-def sse_events(client: httpx.Client, url: str) -> list[tuple[str, dict]]:
+def sse_events(client: httpx.Client, url: str) -> list[tuple[str, dict[str, Any]]]:
     """Read a Server-Sent Events stream until it closes."""
-    events: list[tuple[str, dict]] = []
+    events: list[tuple[str, dict[str, Any]]] = []
     with client.stream("GET", url, timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
