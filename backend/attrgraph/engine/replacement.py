@@ -10,7 +10,7 @@ exactly the direct-effect direction of anything written there. The skip connecti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -86,9 +86,6 @@ class ReplacementModel:
         n_layers = self.n_layers
         tc_inputs: list[Tensor | None] = [None] * n_layers
         leaves: list[Tensor | None] = [None] * n_layers
-        acts_dense: list[Tensor | None] = [None] * n_layers
-        sparse: list[SparseActivations | None] = [None] * n_layers
-        errors: list[Tensor | None] = [None] * n_layers
         outputs: list[Tensor | None] = [None] * n_layers
         constants: list[Tensor | None] = [None] * n_layers
         captured: dict[str, Tensor] = {}
@@ -105,20 +102,10 @@ class ReplacementModel:
         def on_write(layer: int, out: Tensor) -> Tensor:
             x_in = tc_inputs[layer]
             assert x_in is not None
-            x = x_in.detach()[0]  # (pos, d_model)
-            acts = tc.encode(layer, x)  # (pos, d_transcoder)
-            if exclude_positions:
-                acts[:exclude_positions] = 0
-            acts_dense[layer] = acts
-            pos_idx, feat_idx = acts.nonzero(as_tuple=True)
-            sparse[layer] = SparseActivations(pos_idx, feat_idx, acts[pos_idx, feat_idx])
-            recon = self._reconstruct_layer(layer, acts_dense, x)
             true_out = out.detach()[0]
             outputs[layer] = true_out
             skip = tc.skip(layer, x_in)
-            constant = true_out if skip is None else true_out - skip.detach()[0].to(true_out.dtype)
-            constants[layer] = constant
-            errors[layer] = constant - recon.to(true_out.dtype)
+            constants[layer] = true_out if skip is None else true_out - skip.detach()[0].to(true_out.dtype)
             leaf = out.detach().clone().requires_grad_(True)
             leaves[layer] = leaf
             if skip is None:
@@ -131,6 +118,22 @@ class ReplacementModel:
         with linearized(self.adapter, state), self.hooks(on_resid0, on_tc_input, on_write, captured):
             logits = self.model(input_ids=token_ids[None]).logits[0].detach().float()
 
+        # Features are encoded after the pass: the leaves hold the true MLP outputs whatever the
+        # features are, and a global TopK set needs every layer's input before it can select.
+        inputs = [_present(t).detach()[0] for t in tc_inputs]  # per layer (pos, d_model)
+        acts_dense = tc.encode_all(inputs)  # per layer (pos, d_transcoder)
+        sparse: list[SparseActivations] = []
+        errors: list[Tensor] = []
+        for acts in acts_dense:
+            if exclude_positions:
+                acts[:exclude_positions] = 0
+            pos_idx, feat_idx = acts.nonzero(as_tuple=True)
+            sparse.append(SparseActivations(pos_idx, feat_idx, acts[pos_idx, feat_idx]))
+        for layer in range(n_layers):
+            constant = _present(constants[layer])
+            recon = self._reconstruct_layer(layer, acts_dense, inputs[layer])
+            errors.append(constant - recon.to(constant.dtype))
+
         return ForwardCache(
             token_ids=token_ids,
             excluded_positions=exclude_positions,
@@ -140,8 +143,8 @@ class ReplacementModel:
             tc_inputs=[_present(t) for t in tc_inputs],
             write_leaves=[_present(t) for t in leaves],
             final_hidden=captured["final_hidden"],
-            activations=[_present(s) for s in sparse],
-            errors=[_present(e) for e in errors],
+            activations=sparse,
+            errors=errors,
             mlp_outputs=[_present(o) for o in outputs],
             write_constants=[_present(c) for c in constants],
             frozen=state,
@@ -208,7 +211,15 @@ class ReplacementModel:
         def on_write(layer: int, out: Tensor) -> Tensor:
             x_in = tc_inputs[layer]
             assert x_in is not None
-            layer_acts = tc.encode(layer, x_in[0])
+            if tc.selects_across_layers:
+                # Later layers' inputs do not exist yet: keep the cached selection, recompute values.
+                found = cache.activations[layer]
+                pre = tc.pre_activations(layer, x_in[0])  # (pos, d_transcoder)
+                selected = torch.zeros_like(pre, dtype=torch.bool)
+                selected[found.positions, found.features] = True
+                layer_acts = tc.activate_selected(layer, pre, selected)
+            else:
+                layer_acts = tc.encode(layer, x_in[0])
             layer_acts[: cache.excluded_positions] = 0
             acts[layer] = layer_acts
             recon = self._reconstruct_layer(layer, acts, x_in[0])
@@ -221,7 +232,7 @@ class ReplacementModel:
             logits: Tensor = self.model(input_ids=cache.token_ids[None]).logits[0].float()
         return logits
 
-    def _reconstruct_layer(self, layer: int, acts: list[Tensor | None], x: Tensor) -> Tensor:
+    def _reconstruct_layer(self, layer: int, acts: Sequence[Tensor | None], x: Tensor) -> Tensor:
         """Transcoder output at `layer` (without skip): decoder sum of all sources + bias."""
         tc = self.transcoders
         params = tc.layer(layer)

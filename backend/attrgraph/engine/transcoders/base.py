@@ -20,6 +20,8 @@ from enum import StrEnum
 import torch
 from torch import Tensor
 
+from .global_topk import global_topk
+
 
 class InputSite(StrEnum):
     """Where a transcoder reads the residual stream."""
@@ -34,7 +36,9 @@ class InputSite(StrEnum):
 class Activation(StrEnum):
     RELU = "relu"
     JUMPRELU = "jumprelu"
-    TOPK = "topk"
+    TOPK = "topk"  # the k largest pre-activations of each layer, kept as they are (circuit-tracer's TopK)
+    # The n_layers * k largest relu(pre) * score_scale over all layers of one position (see global_topk).
+    GLOBAL_TOPK = "global_topk"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class TranscoderLayer:
     b_dec: Tensor  # (d_model,)
     threshold: Tensor | None = None  # (d_transcoder,) JumpReLU thresholds
     W_skip: Tensor | None = None  # (d_model, d_model): skip(x) = x @ W_skip.T
+    score_scale: Tensor | None = None  # (d_transcoder,) global TopK ranking weight (decoder norm)
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> TranscoderLayer:
         def move(t: Tensor | None) -> Tensor | None:
@@ -66,6 +71,7 @@ class TranscoderLayer:
             b_dec=self.b_dec.to(device=device, dtype=dtype),
             threshold=move(self.threshold),
             W_skip=move(self.W_skip),
+            score_scale=move(self.score_scale),
         )
 
 
@@ -91,7 +97,7 @@ class TranscoderSet:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        if activation is Activation.TOPK and (topk is None or topk <= 0):
+        if activation in (Activation.TOPK, Activation.GLOBAL_TOPK) and (topk is None or topk <= 0):
             raise ValueError("a TopK transcoder needs a positive k")
         self.n_layers = n_layers
         self.cross_layer = cross_layer
@@ -156,6 +162,14 @@ class TranscoderSet:
             )
         if self.activation is Activation.JUMPRELU and params.threshold is None:
             raise ValueError(f"layer {layer}: JumpReLU transcoder without thresholds")
+        scale = params.score_scale
+        if self.activation is Activation.GLOBAL_TOPK and (scale is None or tuple(scale.shape) != (d_tc,)):
+            raise ValueError(f"layer {layer}: a global TopK transcoder needs a ({d_tc},) score_scale")
+
+    @property
+    def selects_across_layers(self) -> bool:
+        """Whether a layer's activations depend on other layers' pre-activations (global TopK)."""
+        return self.activation is Activation.GLOBAL_TOPK
 
     # -- computation ------------------------------------------------------------------------
 
@@ -171,13 +185,42 @@ class TranscoderSet:
             threshold = self.layer(layer).threshold
             assert threshold is not None
             return pre * (pre > threshold)
+        if self.activation is Activation.GLOBAL_TOPK:
+            raise ValueError("a global TopK set selects over all layers at once: use encode_all")
         assert self.topk is not None
-        values, indices = torch.relu(pre).topk(self.topk, dim=-1)
-        return torch.zeros_like(pre).scatter(-1, indices, values)
+        # No ReLU, as circuit-tracer's TopK: the published TopK sets were trained that way.
+        indices = pre.topk(min(self.topk, pre.shape[-1]), dim=-1).indices
+        return torch.zeros_like(pre).scatter(-1, indices, pre.gather(-1, indices))
 
     def encode(self, layer: int, x: Tensor) -> Tensor:
         """Feature activations at `layer`: (..., d_model) -> (..., d_transcoder)."""
         return self.activate(layer, self.pre_activations(layer, x))
+
+    def encode_all(self, inputs: list[Tensor]) -> list[Tensor]:
+        """Every layer's activations from every layer's input: inputs[l] (pos, d_model)."""
+        if not self.selects_across_layers:
+            return [self.encode(layer, x) for layer, x in enumerate(inputs)]
+        pres = [self.pre_activations(layer, x) for layer, x in enumerate(inputs)]
+        return global_topk(pres, [self._score_scale(layer) for layer in range(self.n_layers)], self._kept())
+
+    def activate_selected(self, layer: int, pre: Tensor, selected: Tensor) -> Tensor:
+        """Activations with the selection held fixed: `selected` (pos, d_transcoder) bool.
+
+        A global TopK selection needs every layer's input, which a layer-by-layer pass does not have
+        yet; holding a selection made on the same inputs recomputes the same values.
+        """
+        if not self.selects_across_layers:
+            return self.activate(layer, pre) * selected
+        return torch.relu(pre) * selected
+
+    def _score_scale(self, layer: int) -> Tensor:
+        scale = self.layer(layer).score_scale
+        assert scale is not None
+        return scale
+
+    def _kept(self) -> int:
+        assert self.topk is not None
+        return self.n_layers * self.topk
 
     def decoder_vectors(self, layer: int, features: Tensor) -> Tensor:
         """Decoder rows of `features` reading at `layer`: (n,) -> (n, n_out, d_model)."""

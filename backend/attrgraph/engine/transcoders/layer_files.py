@@ -2,7 +2,8 @@
 
 Names are normalised on read so validation sees one vocabulary: `activation_function.threshold`
 (circuit-tracer) and `threshold` (GemmaScope) become `threshold`, a cross-layer file's `W_enc_3`
-becomes `W_enc`, and GemmaScope's transposed `W_enc` (d_model, d_transcoder) is transposed back.
+becomes `W_enc`, and GemmaScope's transposed `W_enc` (d_model, d_transcoder) is transposed back;
+Gemma Scope 2's lower-case files are converted by `gemma_scope2.to_canonical`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from safetensors import safe_open
 from torch import Tensor
 
+from . import gemma_scope2
 from .base import Activation, TranscoderLayer
 
 
@@ -81,23 +83,29 @@ class LayerReader:
         cross_layer: bool,
         activation: Activation,
         topk: int | None,
+        score_file: Path | None = None,
     ) -> None:
         self.files = files
-        self.dec_files = dec_files
+        self.dec_files = dec_files  # empty for one file per layer (Gemma Scope 2 cross-layer sets)
         self.cross_layer = cross_layer
         self.activation = activation
         self.topk = topk
+        self.score_file = score_file  # global TopK: W_dec_norm (n_layers, d_transcoder) for scoring
         self._dims: tuple[int, int] | None = None
 
     def __call__(self, layer: int) -> TranscoderLayer:
         path = self.files[layer]
-        if self.cross_layer:
+        if self.dec_files:
             tensors = read_tensors(path, layer)
             tensors.update(read_tensors(self.dec_files[layer], layer))
             where = f"layer {layer} ({path.name}, {self.dec_files[layer].name})"
         else:
             tensors = read_tensors(path)
             where = f"layer {layer} ({path.name})"
+        if gemma_scope2.is_gemma_scope2(set(tensors)):
+            tensors = gemma_scope2.to_canonical(tensors, layer)
+        if self.activation is Activation.GLOBAL_TOPK:
+            tensors = self._global_topk_tensors(tensors, layer)
         params = self._validate(tensors, where, len(self.files) - layer if self.cross_layer else 1)
         if self._dims is None:
             self._dims = (int(params.W_enc.shape[0]), int(params.W_enc.shape[1]))
@@ -137,9 +145,31 @@ class LayerReader:
             raise TranscoderLoadError(
                 f"{where}: k={int(k.reshape(-1)[0])} differs from the set's k={self.topk}"
             )
+        score_scale = t.get("W_dec_norm") if self.activation is Activation.GLOBAL_TOPK else None
+        if score_scale is not None:
+            _expect(where, "W_dec_norm", score_scale, (d_tc,))
         return TranscoderLayer(
-            W_enc=w_enc, b_enc=t["b_enc"], W_dec=w_dec, b_dec=t["b_dec"], threshold=threshold, W_skip=w_skip
+            W_enc=w_enc,
+            b_enc=t["b_enc"],
+            W_dec=w_dec,
+            b_dec=t["b_dec"],
+            threshold=threshold,
+            W_skip=w_skip,
+            score_scale=score_scale,
         )
+
+    def _global_topk_tensors(self, t: dict[str, Tensor], layer: int) -> dict[str, Tensor]:
+        """The published global TopK files have no biases (zero) and score with W_dec_norm."""
+        if "W_enc" in t and "W_dec" in t:
+            d_tc, d_model = t["W_enc"].shape
+            t.setdefault("b_enc", t["W_enc"].new_zeros(d_tc))
+            t.setdefault("b_dec", t["W_dec"].new_zeros(d_model))
+        if self.score_file is not None:
+            with safe_open(str(self.score_file), framework="pt", device="cpu") as f:
+                t["W_dec_norm"] = f.get_slice("W_dec_norm")[layer]
+        elif "W_dec_norm" not in t:
+            raise TranscoderLoadError(f"layer {layer}: a global TopK set needs W_dec_norm (its scores)")
+        return t
 
 
 def _expect(where: str, name: str, tensor: Tensor, shape: tuple[int, ...]) -> None:

@@ -5,18 +5,20 @@
 
 A directory holds an optional config.yaml (`model_kind`: transcoder_set | cross_layer_transcoder,
 `feature_input_hook`, `feature_output_hook`, optional `name`, `model_name`, `activation`
-(relu | jump_relu | topk), `k`, `transcoders:`) and the weights:
+(relu | jump_relu | topk | global_topk), `k`, `transcoders:`) and the weights:
 - per-layer sets: the files listed under `transcoders:` (index = layer; paths relative to the
   directory, absolute, or `hf://org/name/file` URIs), else `layer_{i}.safetensors`, else
   `layer_{i}.npz` (GemmaScope), else exactly one `.npz` anywhere under each `layer_{i}/` (GemmaScope's
   own `layer_{i}/width_16k/average_l0_{n}/params.npz` tree downloaded for one width and L0; with
   several candidates per layer, list the chosen files under `transcoders:`);
 - cross-layer sets: `W_enc_{i}.safetensors` (W_enc_i, b_enc_i, b_dec_i, optional threshold_i and
-  W_skip_i) and `W_dec_{i}.safetensors` (W_dec_i: (d_transcoder, n_layers - i, d_model)).
-Without a config.yaml the kind is inferred from the file names and the hooks default to
-`ln2.hook_normalized` (GemmaScope's input: normalised, before the norm's gain) and `hook_mlp_out`.
-Without an `activation` key, `k` in the weights means TopK, thresholds mean JumpReLU,
-neither means ReLU.
+  W_skip_i) and `W_dec_{i}.safetensors` (W_dec_i: (d_transcoder, n_layers - i, d_model));
+- Gemma Scope 2 and global TopK sets as `published` describes (their files say which they are).
+Without a config.yaml (config.json is read in its place) the kind is inferred from the files and the
+hooks default to `hook_mlp_out` and to `ln2.hook_normalized` (GemmaScope's input: normalised, before
+the norm's gain), `mlp.hook_in` (Gemma Scope 2) or `hook_resid_mid` (global TopK). Without an
+`activation` key, decoder norms for scoring mean global TopK, `k` in the weights means TopK,
+thresholds mean JumpReLU, neither means ReLU.
 
 `revision` of the result identifies the content: the commit hash for hub sources, else a short
 sha256 over config.yaml and each weight file's name, size, first and last MiB (cheap for
@@ -34,6 +36,7 @@ from typing import Any
 import torch
 import yaml
 
+from . import gemma_scope2, published
 from .base import Activation, InputSite, TranscoderSet
 from .hub_cache import HubCacheMiss, parse_hub_ref, resolve_file, resolve_snapshot
 from .layer_files import LayerReader, TranscoderLoadError, read_names, read_topk
@@ -63,6 +66,7 @@ _ACTIVATIONS = {
     "jump_relu": Activation.JUMPRELU,
     "topk": Activation.TOPK,
     "top_k": Activation.TOPK,
+    "global_topk": Activation.GLOBAL_TOPK,
 }
 _KINDS = ("transcoder_set", "cross_layer_transcoder")
 
@@ -86,7 +90,9 @@ def check_output_hook(hook: str) -> None:
 class _Layout:
     cross_layer: bool
     files: list[Path]  # per-layer: one file per layer; cross-layer: the W_enc_{i} files
-    dec_files: list[Path]  # cross-layer only: the W_dec_{i} files
+    dec_files: list[Path]  # cross-layer only: the W_dec_{i} files (none for Gemma Scope 2's one file)
+    global_topk: bool = False
+    score_file: Path | None = None  # global TopK: W_dec_norm.safetensors
 
 
 def load_transcoders(
@@ -108,15 +114,18 @@ def load_transcoders(
         directory, commit, default_name = _locate(source, revision, cache_dir)
         config = _read_config(directory)
         layout = _layout(directory, config, cache_dir)
-        site = input_site_for_hook(str(config.get("feature_input_hook", "ln2.hook_normalized")))
+        default_hook = published.default_input_hook(layout.files, layout.global_topk)
+        site = input_site_for_hook(str(config.get("feature_input_hook", default_hook)))
         check_output_hook(str(config.get("feature_output_hook", "hook_mlp_out")))
-        activation, topk = _activation(config, layout)
+        activation, topk = _activation(config, layout, default_name)
         files = layout.files + layout.dec_files
         if lazy is None:
             lazy = sum(f.stat().st_size for f in files) > LAZY_ABOVE_BYTES
         config_file = directory / "config.yaml"
         return TranscoderSet(
-            LayerReader(layout.files, layout.dec_files, layout.cross_layer, activation, topk),
+            LayerReader(
+                layout.files, layout.dec_files, layout.cross_layer, activation, topk, layout.score_file
+            ),
             n_layers=len(layout.files),
             cross_layer=layout.cross_layer,
             activation=activation,
@@ -162,7 +171,7 @@ def _locate(source: str | Path, revision: str | None, cache_dir: str | Path | No
 def _read_config(directory: Path) -> dict[str, Any]:
     path = directory / "config.yaml"
     if not path.is_file():
-        return {}
+        return published.json_config(directory)
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -179,28 +188,38 @@ def _layout(directory: Path, config: dict[str, Any], cache_dir: str | Path | Non
     kind = config.get("model_kind", default_kind)
     if kind not in _KINDS:
         raise TranscoderLoadError(f"{directory}: unknown model_kind {kind!r} (expected one of {_KINDS})")
-    if kind == "cross_layer_transcoder":
-        if "transcoders" in config:
-            raise TranscoderLoadError(
-                f"{directory}: a `transcoders:` list is not supported for cross-layer sets"
-            )
+    listed = config.get("transcoders")
+    if listed is not None:
+        if not isinstance(listed, list) or not listed:
+            raise TranscoderLoadError(f"{directory}/config.yaml: `transcoders:` must be a non-empty list")
+        files = [_listed_file(directory, str(e), i, cache_dir) for i, e in enumerate(listed)]
+    elif kind == "cross_layer_transcoder" and (directory / "W_enc_0.safetensors").exists():
         enc = _numbered(directory, "W_enc_{}.safetensors")
         dec = [directory / f"W_dec_{i}.safetensors" for i in range(len(enc))]
         for path in dec:
             if not path.is_file():
                 raise TranscoderLoadError(f"{directory}: missing {path.name}")
-        return _Layout(True, enc, dec)
-    listed = config.get("transcoders")
-    if listed is not None:
-        if not isinstance(listed, list) or not listed:
-            raise TranscoderLoadError(f"{directory}/config.yaml: `transcoders:` must be a non-empty list")
-        return _Layout(
-            False, [_listed_file(directory, str(e), i, cache_dir) for i, e in enumerate(listed)], []
+        score = published.score_file(directory)
+        return _Layout(True, enc, dec, published.is_global_topk(directory, dec), score)
+    elif (directory / gemma_scope2.CLT_PATTERN.format(0)).is_file():
+        files = _numbered(directory, gemma_scope2.CLT_PATTERN)
+    else:
+        files = _per_layer_files(directory)
+    clt = published.gemma_scope2_clt(files, directory) if files[0].suffix == ".safetensors" else None
+    if clt is not None:
+        return _Layout(True, clt, [])
+    if kind == "cross_layer_transcoder":
+        raise TranscoderLoadError(
+            f"{directory}: cross-layer sets need W_enc_{{i}}/W_dec_{{i}} files or Gemma Scope 2 files"
         )
+    return _Layout(False, files, [])
+
+
+def _per_layer_files(directory: Path) -> list[Path]:
     for pattern in ("layer_{}.safetensors", "layer_{}.npz"):
         if (directory / pattern.format(0)).is_file():
-            return _Layout(False, _numbered(directory, pattern), [])
-    return _Layout(False, _nested_npz(directory), [])
+            return _numbered(directory, pattern)
+    return published.gemma_scope2_tree(directory) or published.gemmascope_npz_tree(directory)
 
 
 def _numbered(directory: Path, pattern: str) -> list[Path]:
@@ -215,27 +234,6 @@ def _numbered(directory: Path, pattern: str) -> list[Path]:
     return [directory / pattern.format(i) for i in range(len(found))]
 
 
-def _nested_npz(directory: Path) -> list[Path]:
-    dirs = {int(p.name[6:]): p for p in directory.glob("layer_*") if p.is_dir() and p.name[6:].isdigit()}
-    if not dirs:
-        raise TranscoderLoadError(
-            f"{directory}: no transcoders found (expected config.yaml, layer_{{i}}.safetensors,"
-            " layer_{i}.npz, W_enc_{i}.safetensors or layer_{i}/.../*.npz)"
-        )
-    files: list[Path] = []
-    for i in range(max(dirs) + 1):
-        if i not in dirs:
-            raise TranscoderLoadError(f"{directory}: missing layer_{i}/")
-        candidates = sorted(dirs[i].rglob("*.npz"))
-        if len(candidates) != 1:
-            raise TranscoderLoadError(
-                f"{dirs[i]}: found {len(candidates)} .npz files, need exactly one"
-                " (list the chosen files under `transcoders:` in config.yaml)"
-            )
-        files.append(candidates[0])
-    return files
-
-
 def _listed_file(directory: Path, entry: str, layer: int, cache_dir: str | Path | None) -> Path:
     if entry.startswith("hf://"):
         return resolve_file(entry, cache_dir)
@@ -246,23 +244,29 @@ def _listed_file(directory: Path, entry: str, layer: int, cache_dir: str | Path 
     return path
 
 
-def _activation(config: dict[str, Any], layout: _Layout) -> tuple[Activation, int | None]:
-    first, layer = layout.files[0], (0 if layout.cross_layer else None)
+def _activation(config: dict[str, Any], layout: _Layout, name: str) -> tuple[Activation, int | None]:
+    first, layer = layout.files[0], (0 if layout.dec_files else None)
     names = read_names(first, layer)
     configured = config.get("activation")
     if configured is not None:
         activation = _ACTIVATIONS.get(str(configured).lower())
         if activation is None:
-            raise TranscoderLoadError(f"unknown activation {configured!r} (expected relu, jump_relu or topk)")
+            raise TranscoderLoadError(
+                f"unknown activation {configured!r} (expected relu, jump_relu, topk or global_topk)"
+            )
+    elif layout.global_topk:
+        activation = Activation.GLOBAL_TOPK
     elif "k" in names or "k" in config:
         activation = Activation.TOPK
     else:
         activation = Activation.JUMPRELU if "threshold" in names else Activation.RELU
-    if activation is not Activation.TOPK:
+    if activation not in (Activation.TOPK, Activation.GLOBAL_TOPK):
         return activation, None
     k = config.get("k", config.get("top_k"))
     if k is None and "k" in names:
         k = read_topk(first, layer)
+    if k is None:
+        k = published.known_topk(name)
     if not isinstance(k, int) or k <= 0:
         raise TranscoderLoadError(f"a TopK transcoder set needs a positive integer k, got {k!r}")
     return activation, k

@@ -27,7 +27,12 @@ _INPUT_HOOK = {
     InputSite.MLP_IN: "mlp.hook_in",
     InputSite.RESID_MID: "hook_resid_mid",
 }
-_ACTIVATION_NAME = {Activation.RELU: "relu", Activation.JUMPRELU: "jump_relu", Activation.TOPK: "topk"}
+_ACTIVATION_NAME = {
+    Activation.RELU: "relu",
+    Activation.JUMPRELU: "jump_relu",
+    Activation.TOPK: "topk",
+    Activation.GLOBAL_TOPK: "global_topk",
+}
 # Files a previous save may have left: overwriting must remove them, or a smaller set saved over a
 # larger one would load with the stale extra layers.
 _OWNED = ("config.yaml", "layer_*.safetensors", "layer_*.npz", "W_enc_*.safetensors", "W_dec_*.safetensors")
@@ -47,13 +52,18 @@ def save_transcoders(
             if p.W_skip is not None:
                 enc[f"W_skip_{layer}"] = p.W_skip
             _save(enc, out / f"W_enc_{layer}.safetensors")
-            _save({f"W_dec_{layer}": p.W_dec}, out / f"W_dec_{layer}.safetensors")
+            dec = {f"W_dec_{layer}": p.W_dec}
+            if p.score_scale is not None:  # beside the decoder, as the published global TopK set
+                dec[f"W_dec_norm_{layer}"] = p.score_scale
+            _save(dec, out / f"W_dec_{layer}.safetensors")
             continue
         tensors = {"W_enc": p.W_enc, "W_dec": p.W_dec[:, 0], "b_enc": p.b_enc, "b_dec": p.b_dec}
         if p.threshold is not None:
             tensors["activation_function.threshold"] = p.threshold
         if p.W_skip is not None:
             tensors["W_skip"] = p.W_skip
+        if p.score_scale is not None:
+            tensors["W_dec_norm"] = p.score_scale
         _save(tensors, out / f"layer_{layer}.safetensors", topk=tc.topk)
     _write_config(out, tc, model_name)
     return out
