@@ -8,10 +8,13 @@ docs/graph-format.md). Reading is lazy per layer and cached.
 from __future__ import annotations
 
 import gzip
+import io
 import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 
 def dashboard_file(dashboards_dir: str | Path, layer: int) -> Path:
@@ -34,3 +37,30 @@ def load_dashboard(dashboards_dir: str | Path, layer: int, index: int) -> dict[s
         raise KeyError(f"layer {layer} has no feature {index}")
     detail: dict[str, Any] = json.loads(lines[index])
     return detail
+
+
+def iter_dashboards(path: str | Path) -> Iterable[dict[str, Any]]:
+    """Every feature-detail dict of one layer file, in feature order."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+@contextmanager
+def dashboard_writer(path: str | Path) -> Iterator[TextIO]:
+    """A text stream for one layer file; write one JSON line per feature with `write_detail`.
+
+    mtime=0 and no file name in the gzip header: the bytes depend on the content only, so a rebuild
+    that changes nothing changes no file.
+    """
+    with (
+        Path(path).open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz,
+        io.TextIOWrapper(gz, encoding="utf-8") as text,
+    ):
+        yield text
+
+
+def write_detail(stream: TextIO, detail: dict[str, Any]) -> None:
+    stream.write(json.dumps(detail, ensure_ascii=False, separators=(",", ":")) + "\n")
