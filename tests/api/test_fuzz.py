@@ -22,7 +22,7 @@ DERANDOMIZE = not os.environ.get("ATTRGRAPH_FUZZ_RANDOM")
 
 @pytest.fixture(scope="module")
 def api_schema(redis_url: str) -> Iterator[object]:
-    service = make_settings(redis_url, max_queue=100_000, rpc_timeout_s=10.0)
+    service = make_settings(redis_url, max_queue=100_000, worker_call_timeout_s=10.0)
     with ApiServer(service) as api, WorkerThread(service) as worker:
         worker.tracer.steps, worker.tracer.step_s = 1, 0.0
         yield schemathesis.openapi.from_url(f"{api.url}/openapi.json")

@@ -65,7 +65,9 @@ def test_intervention_computed_in_worker_and_cached(api: str, worker: WorkerThre
         assert worker.tracer.interventions == 2
         # Job status works for intervention jobs like graph jobs.
         job = client.get(reply.json()["job_url"]).json()
-        assert job["state"] == "done" and job["graph_id"] == reply.json()["intervention_id"]
+        assert job["state"] == "done" and job["kind"] == "intervene"
+        assert job["result_id"] == reply.json()["intervention_id"] and job["graph_id"] == graph_id
+        assert job["prompt"] == PROMPT
 
 
 def test_identical_concurrent_requests_share_one_job(api: str, worker: WorkerThread) -> None:

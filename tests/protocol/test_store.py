@@ -11,12 +11,12 @@ import redis.asyncio as aioredis
 from attrgraph.format.synthetic import synthetic_graph
 from attrgraph.protocol import stored_graph
 from attrgraph.protocol.keys import Keys
-from attrgraph.protocol.records import GraphMeta
+from attrgraph.protocol.schemas import GraphSummary
 from attrgraph.protocol.store import GraphStore, GraphWriter
 from attrgraph.settings import Settings
 
 
-def _graph(n: int) -> tuple[GraphMeta, bytes, dict[str, bytes]]:
+def _graph(n: int) -> tuple[GraphSummary, bytes, dict[str, bytes]]:
     document = synthetic_graph(f"prompt {n}", ["a", "b"], n_features=30, seed=n)
     return stored_graph.encode(document, graph_id=f"{n:032x}", model="fake", transcoders="fake-tc")
 

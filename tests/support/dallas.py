@@ -16,8 +16,7 @@ import zlib
 from typing import Any
 
 from attrgraph.format.synthetic import document, embedding_node, error_node, feature_node, level, logit_node
-from attrgraph.protocol.interventions import InterventionJob
-from attrgraph.protocol.records import TraceSpec
+from attrgraph.protocol.records import InterventionPayload, TracePayload
 from attrgraph.protocol.schemas import ModelInfo, Prediction, Token, TranscoderInfo
 from attrgraph.settings import Settings
 from attrgraph.worker.tracer import Progress, UserError
@@ -135,7 +134,7 @@ class DallasTracer:
     def predict(self, model: str, token_ids: list[int], top_k: int) -> list[Prediction]:
         return [Prediction(id=token_id(t), text=t, probability=p) for t, p in OUTPUTS[:top_k]]
 
-    def trace(self, spec: TraceSpec, progress: Progress) -> dict[str, Any]:
+    def trace(self, job: TracePayload, progress: Progress) -> dict[str, Any]:
         progress("forward", 0, 1)
         time.sleep(self.step_s)
         progress("forward", 1, 1)
@@ -144,18 +143,16 @@ class DallasTracer:
             time.sleep(self.step_s)
         progress("features", self.steps, self.steps)
         progress("prune", 0, 1)
-        graph = dallas_graph(spec.prompt)
+        graph = dallas_graph(job.prompt)
         progress("prune", 1, 1)
         return graph
 
-    def intervene(
-        self, model: str, transcoders: str, prompt: str, job: InterventionJob, progress: Progress
-    ) -> dict[str, Any]:
+    def intervene(self, job: InterventionPayload, progress: Progress) -> dict[str, Any]:
         from tests.support.dallas_interventions import scripted_intervention
 
         progress("intervene", 0, 1)
         time.sleep(self.step_s)
-        return scripted_intervention(prompt, job)
+        return scripted_intervention(job)
 
     def feature(self, transcoders: str, layer: int, index: int) -> dict[str, Any] | None:
         if transcoders != TRANSCODERS or not (0 <= layer < N_LAYERS and 0 <= index < D_TRANSCODER):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from attrgraph.protocol.interventions import InterventionJob
+from attrgraph.protocol.records import InterventionPayload
 from attrgraph.worker.tracer import UserError
 from tests.support.dallas import CIRCUIT, CIRCUIT_LINKS, OUTPUTS, token_id, tokenize_text
 
@@ -39,8 +39,8 @@ def _paths_to_logits() -> dict[str, dict[str, float]]:
 PATHS = _paths_to_logits()
 
 
-def scripted_intervention(prompt: str, job: InterventionJob) -> dict[str, Any]:
-    tokens = tokenize_text(prompt)
+def scripted_intervention(job: InterventionPayload) -> dict[str, Any]:
+    tokens = tokenize_text(job.prompt)
     last = len(tokens) - 1
 
     def position_of(token: str) -> int:

@@ -22,7 +22,7 @@ import redis
 import uvicorn
 
 from attrgraph.api.app import create_app
-from attrgraph.settings import Settings
+from attrgraph.settings import DEFAULT_REDIS_URL, Settings
 from attrgraph.worker.fake_tracer import FakeTracer
 from attrgraph.worker.loop import Worker
 from tests.support.environment import missing
@@ -182,9 +182,6 @@ def http(base_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
 def redis_reachable(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
@@ -215,8 +212,8 @@ def make_settings(redis_url: str, **overrides: object) -> Settings:
         "reclaim_after_s": 5.0,  # tests about reclaiming set their own
         "rate_limit_per_minute": 10_000,
         "default_model": "fake",
-        "backend": "attrgraph.worker.fake_tracer:FakeTracer",
-        "rpc_timeout_s": 5.0,
+        "tracer": "attrgraph.worker.fake_tracer:FakeTracer",
+        "worker_call_timeout_s": 5.0,
         "predictions_timeout_s": 5.0,
     }
     values.update(overrides)

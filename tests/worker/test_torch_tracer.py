@@ -10,8 +10,12 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from attrgraph.engine.transcoders.saving import save_transcoders
+from attrgraph.protocol.interventions import InterventionItem, InterventionSettings
+from attrgraph.protocol.records import InterventionPayload, TracePayload
+from attrgraph.protocol.schemas import GraphSettings
 from attrgraph.settings import ModelSpec, Settings
 from attrgraph.worker.torch_tracer import TorchTracer
+from attrgraph.worker.tracer import UserError
 from tests.support.models import make_tiny_model
 from tests.support.services import (
     ApiServer,
@@ -90,3 +94,56 @@ def test_engine_worker_traces_a_prompt(engine_settings: Settings, tiny_spec: Mod
         ).json()
         events = sse_events(c, bad["events_url"])
         assert events[-1][0] == "failed" and "single token" in events[-1][1]["message"]
+
+
+@pytest.fixture(scope="module")
+def mismatched_spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
+    """The tiny model with transcoders for one layer more than it has."""
+    root = tmp_path_factory.mktemp("mismatched")
+    model_dir = make_tiny_model("gpt2", root / "model", n_layers=N_LAYERS, d_model=D_MODEL)
+    transcoders = tiny_plt_transcoders(n_layers=N_LAYERS + 1, d_model=D_MODEL)
+    tc_dir = save_transcoders(transcoders, root / "transcoders", model_name="tiny-gpt2")
+    return ModelSpec(name="tiny", path=str(model_dir), transcoders={"tiny-plt": str(tc_dir)})
+
+
+@pytest.fixture
+def mismatched_settings(redis_url: str, mismatched_spec: ModelSpec) -> Iterator[Settings]:
+    s = make_settings(
+        redis_url,
+        worker_models=[mismatched_spec.model_dump()],
+        default_model="tiny",
+        device="cpu",
+        warmup=False,
+        tracer="attrgraph.worker.torch_tracer:TorchTracer",
+    )
+    yield s
+    clear_prefix(redis_url, s.key_prefix)
+
+
+def test_transcoders_that_do_not_fit_are_the_users_error(mismatched_settings: Settings) -> None:
+    """IncompatibleTranscodersError fails the job with the engine's message, as the CLI reports it,
+    not as an internal error of the worker."""
+    tracer = TorchTracer(mismatched_settings)
+    with (
+        ApiServer(mismatched_settings) as api,
+        WorkerThread(mismatched_settings, tracer),  # loads the model and transcoders
+        httpx.Client(base_url=api.url) as c,
+    ):
+        accepted = c.post("/api/graphs", json={"prompt": "The capital of France is"}).json()
+        name, data = sse_events(c, accepted["events_url"])[-1]
+        assert name == "failed" and data["message"] == "transcoders cover 3 layers, the model has 2"
+        assert c.get(accepted["job_url"]).json()["error"] == data["message"]
+
+    base = {"model": "tiny", "transcoders": "tiny-plt", "prompt": "The capital of France is"}
+    with pytest.raises(UserError, match="transcoders cover 3 layers, the model has 2"):
+        tracer.trace(TracePayload(**base, token_ids=[1, 2, 3], settings=GraphSettings()), _ignore)
+    item = InterventionItem(layer=0, position=1, feature=0, mode="ablate")
+    intervention = InterventionPayload(
+        **base, graph_id="0" * 32, interventions=[item], options=InterventionSettings()
+    )
+    with pytest.raises(UserError, match="transcoders cover 3 layers"):
+        tracer.intervene(intervention, _ignore)
+
+
+def _ignore(phase: str, done: int, total: int) -> None:
+    pass

@@ -33,18 +33,15 @@ from attrgraph.api.routes import (
     tokenize,
     views,
 )
-from attrgraph.settings import Settings, get_settings
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
+from attrgraph.settings import DEFAULT_REDIS_URL, Settings, get_settings
 
 def redis_client(settings: Settings) -> aioredis.Redis:
-    # Blocking reads (SSE, fast-lane replies) wait at most predictions_timeout_s; a socket silent for
+    # Blocking reads (SSE, worker-call replies) wait at most predictions_timeout_s; a socket silent for
     # longer than that means a dead server, and the request gets a 503 instead of hanging.
     return aioredis.Redis.from_url(
         settings.redis_url or DEFAULT_REDIS_URL,
         socket_connect_timeout=5,
-        socket_timeout=max(settings.predictions_timeout_s, settings.rpc_timeout_s) + 15,
+        socket_timeout=max(settings.predictions_timeout_s, settings.worker_call_timeout_s) + 15,
         health_check_interval=30,
     )
 

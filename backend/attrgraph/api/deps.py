@@ -19,7 +19,7 @@ from attrgraph.settings import Settings
 
 @dataclass
 class Services:
-    """Everything the routes use; one per app, created in the lifespan (api/main.py)."""
+    """Everything the routes use; one per app, created in the lifespan (api/app.py)."""
 
     settings: Settings
     redis: aioredis.Redis
@@ -27,7 +27,7 @@ class Services:
     queue: JobQueue
     store: GraphStore
     catalog: ModelCatalog
-    rpc: WorkerCallClient
+    worker_calls: WorkerCallClient
 
     @classmethod
     def create(cls, settings: Settings, client: aioredis.Redis) -> Services:
@@ -39,7 +39,7 @@ class Services:
             queue=JobQueue(client, keys, settings.max_queue),
             store=GraphStore(client, keys),
             catalog=ModelCatalog(client, keys, settings.heartbeat_s, settings.default_model),
-            rpc=WorkerCallClient(client, keys),
+            worker_calls=WorkerCallClient(client, keys),
         )
 
 
@@ -67,8 +67,8 @@ def get_catalog(services: ServicesDep) -> ModelCatalog:
     return services.catalog
 
 
-def get_rpc(services: ServicesDep) -> WorkerCallClient:
-    return services.rpc
+def get_worker_calls(services: ServicesDep) -> WorkerCallClient:
+    return services.worker_calls
 
 
 def get_redis(services: ServicesDep) -> aioredis.Redis:
@@ -83,6 +83,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 StoreDep = Annotated[GraphStore, Depends(get_store)]
 CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
-WorkerCallsDep = Annotated[WorkerCallClient, Depends(get_rpc)]
+WorkerCallsDep = Annotated[WorkerCallClient, Depends(get_worker_calls)]
 RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
 KeysDep = Annotated[Keys, Depends(get_keys)]

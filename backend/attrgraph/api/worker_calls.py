@@ -1,4 +1,4 @@
-"""Helpers the routes share: resolve model names, and ask a worker a question (fast lane)."""
+"""Helpers the routes share: resolve model names, and call a worker (tokenize, dashboards)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import HTTPException
 
 from attrgraph.api.responses import field_error, not_found, unavailable
+from attrgraph.protocol.records import WorkerCallKind
 from attrgraph.protocol.registry import ModelCatalog
 from attrgraph.protocol.schemas import ModelInfo, Token, TranscoderInfo
 from attrgraph.protocol.worker_calls import WorkerCallClient, WorkerCallTimeout
@@ -27,10 +28,10 @@ async def resolve_model(
     raise not_found(f"model {model.name!r} has no transcoder set {wanted!r}")
 
 
-async def ask_worker(
-    rpc: WorkerCallClient,
+async def call_worker(
+    calls: WorkerCallClient,
     model: ModelInfo,
-    kind: str,
+    kind: WorkerCallKind,
     args: dict[str, Any],
     timeout_s: float,
     field: str = "prompt",
@@ -38,7 +39,7 @@ async def ask_worker(
     if model.workers == 0:
         raise unavailable(f"no worker is serving model {model.name!r} right now", 10)
     try:
-        reply = await rpc.call(model.name, kind, args, timeout_s)
+        reply = await calls.call(model.name, kind, args, timeout_s)
     except WorkerCallTimeout as exc:
         raise unavailable(f"the workers did not answer in time ({exc})", 5) from exc
     if reply.status == 200:
@@ -50,6 +51,6 @@ async def ask_worker(
     raise HTTPException(status_code=503, detail=reply.error or "worker error", headers={"Retry-After": "5"})
 
 
-async def tokenize(rpc: WorkerCallClient, model: ModelInfo, prompt: str, timeout_s: float) -> list[Token]:
-    result = await ask_worker(rpc, model, "tokenize", {"prompt": prompt, "top_k": 0}, timeout_s)
+async def tokenize(calls: WorkerCallClient, model: ModelInfo, prompt: str, timeout_s: float) -> list[Token]:
+    result = await call_worker(calls, model, "tokenize", {"prompt": prompt, "top_k": 0}, timeout_s)
     return [Token.model_validate(t) for t in result["tokens"]]

@@ -4,8 +4,8 @@ Claiming uses a Redis Streams consumer group: XREADGROUP hands each new job to o
 entry stays in the group's pending list until that worker acknowledges it. A live worker keeps its
 entry's idle time near zero (heartbeat: XCLAIM JUSTID to itself); when a worker dies the idle time
 grows, and once it passes `reclaim_after` another worker takes the entry over with XAUTOCLAIM and
-runs the job again. Graphs are stored under their content address, so a job that runs twice still
-leaves one graph.
+runs the job again. Results are stored under their content address, so a job that runs twice still
+leaves one result.
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ return 'running'
 """
 
 # The end of a job, in one step: final state, event, inflight released, entry acknowledged.
-# KEYS: job, events, inflight, queue.  ARGV: job id, state, fields json, event, data, ttl, entry, group
+# KEYS: job, events, inflight, queue.
+# ARGV: job id, state, fields json, event, data, ttl, entry, group, events kept
 _FINISH = """
 local fields = cjson.decode(ARGV[3])
 for name, value in pairs(fields) do redis.call('HSET', KEYS[1], name, value) end
 redis.call('HSET', KEYS[1], 'state', ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', '1000', '*', 'event', ARGV[4], 'data', ARGV[5])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], '*', 'event', ARGV[4], 'data', ARGV[5])
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
@@ -120,6 +121,7 @@ class Consumer:
         )
 
     def load(self, job_id: str) -> JobRecord | None:
+        """The job, or None when it is gone (expired); RecordError when it cannot be read."""
         raw = self.r.hgetall(self.keys.job(job_id))
         return JobRecord.from_hash(raw) if raw else None
 
@@ -144,6 +146,15 @@ class Consumer:
 
     def finish(self, claim: Claim, job: JobRecord, event: JobEvent) -> None:
         """Record the outcome, tell the listeners, release identical requests, acknowledge."""
+        self._end(claim, job.job_id, self.keys.inflight(job.result_id), event)
+
+    def fail_unreadable(self, claim: Claim, job_id: str, message: str) -> None:
+        """End a job whose record cannot be read (another version wrote it): failed, acknowledged.
+        Its result id is unknown, so identical requests are released by the state, not the key."""
+        event = JobEvent(event="failed", data={"job_id": job_id, "message": message})
+        self._end(claim, job_id, self.keys.inflight(""), event)
+
+    def _end(self, claim: Claim, job_id: str, inflight: str, event: JobEvent) -> None:
         state = {"done": "done", "failed": "failed", "cancelled": "cancelled"}[event.event]
         fields: dict[str, str] = {"finished_at": str(time.time())}
         if event.data.get("message"):
@@ -152,13 +163,13 @@ class Consumer:
             fields["percent"] = "100"
         self._finish(
             keys=[
-                self.keys.job(job.job_id),
-                self.keys.job_events(job.job_id),
-                self.keys.inflight(job.graph_id),
+                self.keys.job(job_id),
+                self.keys.job_events(job_id),
+                inflight,
                 self.keys.queue(claim.model),
             ],
             args=[
-                job.job_id,
+                job_id,
                 state,
                 orjson.dumps(fields),
                 event.event,
@@ -166,6 +177,7 @@ class Consumer:
                 FINISHED_JOB_TTL_S,
                 claim.entry_id,
                 CONSUMER_GROUP,
+                EVENTS_MAX,
             ],
         )
 

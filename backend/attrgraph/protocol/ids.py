@@ -58,5 +58,5 @@ def request_key(
 
 
 def new_id() -> str:
-    """Job and fast-lane request ids: random, in the same 32-hex shape as graph ids."""
+    """Job and worker-call ids: random, in the same 32-hex shape as graph ids."""
     return uuid.uuid4().hex

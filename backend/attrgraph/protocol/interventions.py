@@ -1,23 +1,22 @@
-"""Interventions as the service sees them: the request body, the worker's job spec, the result id.
+"""Interventions as the service sees them: the request body, its replies and the result id.
 
 `POST /api/interventions` names a stored graph (its prompt, model and transcoders) and a list of
 feature interventions. The result is computed by a worker (the engine's `intervene`) and stored under
 a content address over everything that determines it: the graph id (which already covers model,
 transcoders, tokens and engine version), the interventions in order, the options and the engine
 version of the worker's model, so repeating a request, or opening a share link, is a cache hit.
+The job a worker runs for it is records.InterventionPayload.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
-# (phase, done, total), as backend.Progress (not imported: backend imports records, which imports this)
-Progress = Callable[[str, int, int], None]
+from attrgraph.protocol.schemas import GraphId
 
 MAX_INTERVENTIONS = 256
 MAX_ABS_VALUE = 1e6
@@ -55,17 +54,9 @@ class InterventionSettings(_Strict):
 
 
 class InterventionRequest(_Strict):
-    graph_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    graph_id: GraphId
     interventions: list[InterventionItem] = Field(min_length=1)
     options: InterventionSettings = Field(default_factory=InterventionSettings)
-
-
-class InterventionJob(BaseModel):
-    """What a worker needs beyond the job's TraceSpec (model, transcoders, prompt)."""
-
-    graph_id: str
-    interventions: list[InterventionItem]
-    options: InterventionSettings
 
 
 class InterventionReady(BaseModel):
@@ -99,12 +90,3 @@ def intervention_id(engine_version: str, request: InterventionRequest) -> str:
     }
     canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()[:32]
-
-
-class InterventionTracer(Protocol):
-    def intervene(
-        self, model: str, transcoders: str, prompt: str, job: InterventionJob, progress: Progress
-    ) -> dict[str, Any]:
-        """The engine's InterventionResult.to_dict() (plus anything extra); raises UserError for
-        interventions the model cannot apply."""
-        ...

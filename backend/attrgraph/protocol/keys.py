@@ -6,7 +6,8 @@ server, and `redis-cli --scan --pattern 'attrgraph:*'` shows everything that is 
     queue:{model}          stream     jobs waiting for / held by a worker (consumer group "workers")
     job:{job}              hash       a job's request, state, progress and result
     job:{job}:events       stream     the job's progress events, replayed to each SSE client
-    inflight:{graph}       string     the job computing a graph: identical requests join it
+    inflight:{result}      string     the job computing a result (graph or intervention): identical
+                                      requests join it
     alias:{request}        string     request key (model, prompt text, ...) -> graph id, skips tokenizing
     graph:{graph}          string     the graph JSON, gzip-compressed (served as is)
     graph:{graph}:meta     string     JSON summary (prompt, model, sizes) for lists
@@ -19,8 +20,8 @@ server, and `redis-cli --scan --pattern 'attrgraph:*'` shows everything that is 
     models                 hash       model name -> what a worker advertised (revision, transcoders)
     workers                zset       worker id by last heartbeat
     worker:{id}            string     a live worker's description (expires unless heartbeated)
-    rpc:{model}            list       fast-lane requests (tokenize, predictions, dashboards)
-    rpc:reply:{id}         list       the one reply to a fast-lane request
+    calls:{model}          list       worker calls: tokenize, predictions, dashboards (worker_calls.py)
+    calls:reply:{id}       list       the one reply to a worker call
     feature:{set}:{l}:{i}  string     a feature dashboard, cached from a worker
     rate:{client}:{window} string     requests a client made in one rate-limit window
     ann:{kind}:{scope}:{key}          hash    a label or note: value, version, author, time (no TTL)
@@ -50,8 +51,8 @@ FINISHED_JOB_TTL_S = 24 * 3600  # clients may still poll or replay events for a 
 EVENTS_MAX = 500  # events kept per job (progress is throttled, so far more than one job makes)
 INFLIGHT_TTL_S = 24 * 3600  # safety net only: the worker deletes it when the job ends
 ALIAS_TTL_S = 30 * 24 * 3600
-RPC_QUEUE_TTL_S = 120  # requests nobody took are dropped (each also carries its own deadline)
-RPC_REPLY_TTL_S = 60
+WORKER_CALL_QUEUE_TTL_S = 120  # calls nobody took are dropped (each also carries its own deadline)
+WORKER_CALL_REPLY_TTL_S = 60
 FEATURE_TTL_S = 24 * 3600
 RATE_WINDOW_S = 60
 INTERVENTION_TTL_S = 7 * 24 * 3600  # results are cheap to recompute; share links re-run them
@@ -76,8 +77,8 @@ class Keys:
     def job_events(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:events"
 
-    def inflight(self, graph_id: str) -> str:
-        return f"{self.prefix}inflight:{graph_id}"
+    def inflight(self, result_id: str) -> str:
+        return f"{self.prefix}inflight:{result_id}"
 
     def alias(self, request_key: str) -> str:
         return f"{self.prefix}alias:{request_key}"
@@ -131,11 +132,11 @@ class Keys:
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"
 
-    def rpc(self, model: str) -> str:
-        return f"{self.prefix}rpc:{model}"
+    def worker_calls(self, model: str) -> str:
+        return f"{self.prefix}calls:{model}"
 
-    def rpc_reply(self, request_id: str) -> str:
-        return f"{self.prefix}rpc:reply:{request_id}"
+    def worker_call_reply(self, call_id: str) -> str:
+        return f"{self.prefix}calls:reply:{call_id}"
 
     def feature(self, transcoder_set: str, layer: int, index: int) -> str:
         return f"{self.prefix}feature:{transcoder_set}:{layer}:{index}"

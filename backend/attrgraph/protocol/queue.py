@@ -18,7 +18,7 @@ from redis.exceptions import ResponseError
 from attrgraph.protocol.keys import CONSUMER_GROUP, FINISHED_JOB_TTL_S, INFLIGHT_TTL_S, JOB_TTL_S, Keys
 from attrgraph.protocol.records import JobEvent, JobRecord, text
 
-# KEYS: graph, inflight, queue stream, new job hash.  ARGV: job key prefix, max queue, job id, ttls,
+# KEYS: result, inflight, queue stream, new job hash.  ARGV: job key prefix, max queue, job id, ttls,
 # then the job hash as field/value pairs.
 _SUBMIT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'ready'} end
@@ -73,17 +73,16 @@ class JobQueue:
         self._cancel = client.register_script(_CANCEL)
 
     async def submit(self, job: JobRecord) -> Submitted:
-        """Create `job` unless its graph (or intervention result) exists (ready) or an identical job is
-        live (joined)."""
+        """Create `job` unless its result exists (ready) or an identical job is live (joined)."""
         k = self.keys
         record = job.to_hash()
         record.pop("entry_id", None)  # the script sets it from XADD
         fields = [x for pair in record.items() for x in pair]
         reply = await self._submit(
             keys=[
-                k.intervention(job.graph_id) if job.kind == "intervention" else k.graph(job.graph_id),
-                k.inflight(job.graph_id),
-                k.queue(job.spec.model),
+                job.result_key(k),
+                k.inflight(job.result_id),
+                k.queue(job.model),
                 k.job(job.job_id),
             ],
             args=[k.job(""), self.max_queue, job.job_id, INFLIGHT_TTL_S, JOB_TTL_S, *fields],
@@ -104,7 +103,7 @@ class JobQueue:
 
     async def position(self, job: JobRecord) -> int:
         """Jobs in the same queue ahead of `job` that no worker has started yet."""
-        stream = self.keys.queue(job.spec.model)
+        stream = self.keys.queue(job.model)
         start = "-"
         try:
             for group in await self.r.xinfo_groups(stream):
@@ -124,8 +123,8 @@ class JobQueue:
         state = await self._cancel(
             keys=[
                 k.job(job.job_id),
-                k.queue(job.spec.model),
-                k.inflight(job.graph_id),
+                k.queue(job.model),
+                k.inflight(job.result_id),
                 k.job_events(job.job_id),
             ],
             args=[job.job_id, time.time(), data, FINISHED_JOB_TTL_S],

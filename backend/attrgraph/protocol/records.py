@@ -2,38 +2,65 @@
 
 Each record is a pydantic model so both sides validate what they read: a half-written or foreign
 value fails loudly at the boundary instead of deep inside a trace.
+
+A job is its bookkeeping (state, progress, timestamps) plus a payload whose `kind` says what to
+compute: a graph (TracePayload) or the effect of interventions on one (InterventionPayload). Either
+result is stored under a content address, the job's `result_id`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from attrgraph.protocol.interventions import InterventionJob
-from attrgraph.protocol.schemas import GraphSettings, JobState, TargetRequest
+from attrgraph.protocol.interventions import InterventionItem, InterventionSettings
+from attrgraph.protocol.keys import Keys
+from attrgraph.protocol.schemas import GraphSettings, JobKind, JobState, TargetRequest
 
 
-class TraceSpec(BaseModel):
-    """Everything a worker needs to compute one graph; fixed when the job is created."""
+class _Payload(BaseModel):
+    """What every job names: the model (its queue), the transcoder set and the prompt."""
 
     model: str
     transcoders: str
     prompt: str
-    token_ids: list[int]
+
+
+class TracePayload(_Payload):
+    """Everything a worker needs to compute one graph; fixed when the job is created."""
+
+    kind: Literal["trace"] = "trace"
+    token_ids: list[int]  # what the graph id was computed from: traced as is, never re-tokenized
     target: TargetRequest | None = None
     settings: GraphSettings
 
 
+class InterventionPayload(_Payload):
+    """Interventions on a stored graph's prompt (`prompt` is that graph's)."""
+
+    kind: Literal["intervene"] = "intervene"
+    graph_id: str
+    interventions: list[InterventionItem]
+    options: InterventionSettings
+
+
+JobPayload = Annotated[TracePayload | InterventionPayload, Field(discriminator="kind")]
+
+
+class RecordError(ValueError):
+    """A stored record that does not parse (written by another version, or damaged)."""
+
+
 class JobRecord(BaseModel):
-    """A job, stored as a Redis hash (one field per attribute, JSON for the spec)."""
+    """A job, stored as a Redis hash (one field per attribute, JSON for the payload)."""
 
     job_id: str
     state: JobState
-    graph_id: str
-    spec: TraceSpec
+    result_id: str  # the content address its result is stored under (a graph or intervention id)
+    payload: JobPayload
     entry_id: str = ""  # its stream entry, so a queued job can be removed on cancel
     created_at: float
     started_at: float | None = None
@@ -43,30 +70,49 @@ class JobRecord(BaseModel):
     error: str | None = None
     worker: str | None = None
     cancel_requested: bool = False
-    # An intervention job: graph_id is then the result's content address (not a graph's).
-    kind: Literal["graph", "intervention"] = "graph"
-    intervention: InterventionJob | None = None
+
+    @property
+    def kind(self) -> JobKind:
+        return self.payload.kind
+
+    @property
+    def model(self) -> str:
+        return self.payload.model
+
+    @property
+    def graph_id(self) -> str:
+        """The graph the job computes (trace) or intervenes on (intervene)."""
+        return self.payload.graph_id if isinstance(self.payload, InterventionPayload) else self.result_id
+
+    def result_key(self, keys: Keys) -> str:
+        """Where the finished result lives: its existence means there is nothing left to compute."""
+        if self.kind == "intervene":
+            return keys.intervention(self.result_id)
+        return keys.graph(self.result_id)
+
+    def result_ref(self) -> dict[str, str]:
+        """The result's id as events and replies name it (`graph_id` or `intervention_id`)."""
+        return {"intervention_id" if self.kind == "intervene" else "graph_id": self.result_id}
 
     def to_hash(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for name, value in self.model_dump(exclude={"spec", "intervention"}).items():
+        for name, value in self.model_dump(exclude={"payload"}).items():
             if value is None:
                 continue
             out[name] = "1" if value is True else "0" if value is False else str(value)
-        out["spec"] = self.spec.model_dump_json()
-        if self.intervention is not None:
-            out["intervention"] = self.intervention.model_dump_json()
+        out["payload"] = self.payload.model_dump_json()
         return out
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> JobRecord:
         fields = {text(k): text(v) for k, v in raw.items()}
         data: dict[str, Any] = dict(fields)
-        data["spec"] = orjson.loads(fields["spec"])
-        if "intervention" in fields:
-            data["intervention"] = orjson.loads(fields["intervention"])
-        data["cancel_requested"] = fields.get("cancel_requested") == "1"
-        return cls.model_validate(data)
+        try:
+            data["payload"] = orjson.loads(fields["payload"])
+            data["cancel_requested"] = fields.get("cancel_requested") == "1"
+            return cls.model_validate(data)
+        except (KeyError, orjson.JSONDecodeError, ValidationError) as exc:
+            raise RecordError(f"unreadable job record: {exc}") from None
 
 
 def text(value: Any) -> str:
@@ -74,11 +120,14 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+WorkerCallKind = Literal["tokenize", "feature"]
+
+
 class WorkerCall(BaseModel):
-    """A fast-lane request to whichever worker of the model is free to answer it."""
+    """A short request (tokenize, dashboard) to whichever worker of the model is free to answer it."""
 
     id: str
-    kind: Literal["tokenize", "feature"]
+    kind: WorkerCallKind
     deadline: float  # epoch seconds; a worker that picks it up later drops it (the caller gave up)
     args: dict[str, Any] = Field(default_factory=dict)
 
@@ -105,17 +154,3 @@ class JobEvent(BaseModel):
     @property
     def terminal(self) -> bool:
         return self.event in ("done", "failed", "cancelled")
-
-
-class GraphMeta(BaseModel):
-    """Stored next to each graph; the source of the API's GraphSummary."""
-
-    graph_id: str
-    prompt: str
-    model: str
-    transcoders: str
-    n_tokens: int
-    n_nodes: int
-    n_links: int
-    bytes: int = 0
-    created_at: float

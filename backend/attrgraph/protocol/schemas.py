@@ -23,6 +23,10 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$"  # model and transcoder-set
 ID_PATTERN = r"^[0-9a-f]{32}$"  # graph and job ids
 NODE_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
 
+# A graph id wherever one is accepted (path parameters, request bodies). A pydantic Field, not
+# FastAPI's Path: this package never imports the web framework, and FastAPI reads either.
+GraphId = Annotated[str, Field(pattern=ID_PATTERN, description="A graph's content address")]
+
 
 def _encodable(text: str) -> str:
     # JSON may carry lone surrogates ("\ud800"); Python accepts them in a str, but no tokenizer,
@@ -114,15 +118,22 @@ class JobAccepted(BaseModel):
 
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+# What a job computes: a graph (trace) or the effect of feature interventions on one (intervene).
+JobKind = Literal["trace", "intervene"]
 
 
 class JobStatus(BaseModel):
     job_id: str
+    kind: JobKind
     state: JobState
     model: str
     transcoders: str
     prompt: str
-    graph_id: str
+    result_id: str = Field(
+        description="The content address of what the job produces: the graph (trace) or the "
+        "intervention result (intervene)."
+    )
+    graph_id: str = Field(description="The graph traced (trace) or intervened on (intervene).")
     position: int | None = Field(default=None, description="Set while queued: jobs ahead not yet started.")
     phase: str | None = None
     percent: float | None = None
@@ -139,6 +150,9 @@ class CancelResult(BaseModel):
 
 
 class GraphSummary(BaseModel):
+    """A stored graph at a glance. Workers store it next to the graph (without `pinned`, which the
+    API fills in from the graph's references when it reads it)."""
+
     graph_id: str
     prompt: str
     model: str
@@ -146,7 +160,7 @@ class GraphSummary(BaseModel):
     n_tokens: int
     n_nodes: int
     n_links: int
-    bytes: int
+    bytes: int = 0
     created_at: float
     pinned: bool = False
 

@@ -21,7 +21,7 @@ import redis
 import redis.asyncio as aioredis
 
 from attrgraph.protocol.keys import RECENT_MAX, Keys
-from attrgraph.protocol.records import GraphMeta, text
+from attrgraph.protocol.records import text
 from attrgraph.protocol.schemas import GraphSummary
 
 # Commit a graph whose node hash is already written. The graph key is the commit marker: when two
@@ -97,7 +97,7 @@ class GraphWriter:
     def exists(self, graph_id: str) -> bool:
         return bool(self.r.exists(self.keys.graph(graph_id)))
 
-    def put(self, meta: GraphMeta, gz_json: bytes, nodes: dict[str, bytes]) -> bool:
+    def put(self, meta: GraphSummary, gz_json: bytes, nodes: dict[str, bytes]) -> bool:
         """Store a graph; False when the same graph was already there (nothing changes)."""
         k = self.keys
         gid = meta.graph_id
@@ -118,7 +118,7 @@ class GraphWriter:
                     k.graphs_bytes,
                     k.graph_refs(gid),
                 ],
-                args=[gid, gz_json, meta.model_dump_json(), size, time.time(), RECENT_MAX],
+                args=[gid, gz_json, meta.model_dump_json(exclude={"pinned"}), size, time.time(), RECENT_MAX],
             )
         )
         self._evict(
@@ -167,8 +167,8 @@ class GraphStore:
         out = []
         for meta_json, refs in zip(raw[::2], raw[1::2], strict=True):
             if meta_json is not None:  # evicted between listing and reading
-                meta = GraphMeta.model_validate(orjson.loads(meta_json))
-                out.append(GraphSummary(**meta.model_dump(), pinned=refs > 0))
+                meta = GraphSummary.model_validate(orjson.loads(meta_json))
+                out.append(meta.model_copy(update={"pinned": refs > 0}))
         return out
 
     async def recent(self, limit: int, offset: int = 0) -> list[GraphSummary]:

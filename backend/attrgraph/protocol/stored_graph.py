@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from attrgraph.protocol.records import GraphMeta
+from attrgraph.protocol.schemas import GraphSummary
 
 # Level 6 is the usual gzip default: within a few percent of the best ratio at a fraction of the time
 # of 9, and the worker compresses each graph once while every fetch benefits.
@@ -51,11 +51,11 @@ def node_index(graph: dict[str, Any]) -> dict[str, bytes]:
 
 def encode(
     graph: dict[str, Any], *, graph_id: str, model: str, transcoders: str
-) -> tuple[GraphMeta, bytes, dict[str, bytes]]:
+) -> tuple[GraphSummary, bytes, dict[str, bytes]]:
     """(summary, gzip JSON, node index) for `store.GraphWriter.put`."""
     raw = orjson.dumps(graph, option=orjson.OPT_SERIALIZE_NUMPY)
     metadata = graph.get("metadata", {})
-    meta = GraphMeta(
+    meta = GraphSummary(
         graph_id=graph_id,
         prompt=str(metadata.get("prompt", "")),
         model=model,

@@ -1,4 +1,4 @@
-"""The worker's fast lane: tokenize, predictions and dashboards, answered beside the trace queue.
+"""Worker calls, answered beside the job queue: tokenize (with predictions) and dashboards.
 
 Tokenizing and dashboards need no model and are answered at once. Predictions run the model, which
 a trace may be using (with its hooks installed), so they wait for the model lock in a small pool
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from attrgraph.protocol.records import WorkerCall, WorkerCallReply
+from attrgraph.protocol.records import WorkerCall, WorkerCallKind, WorkerCallReply
 from attrgraph.protocol.schemas import Token
 from attrgraph.worker.tracer import Tracer, UserError
 
@@ -23,8 +23,8 @@ Answer = Callable[[WorkerCallReply], None]
 
 
 class WorkerCallHandler:
-    def __init__(self, backend: Tracer, model_lock: threading.Lock) -> None:
-        self.tracer = backend
+    def __init__(self, tracer: Tracer, model_lock: threading.Lock) -> None:
+        self.tracer = tracer
         self.model_lock = model_lock
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict")
 
@@ -32,28 +32,34 @@ class WorkerCallHandler:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, model: str, request: WorkerCall, answer: Answer) -> None:
+        handlers: dict[WorkerCallKind, Callable[[str, WorkerCall, Answer], None]] = {
+            "tokenize": self._tokenize,
+            "feature": self._feature,
+        }
         try:
-            if request.kind == "feature":
-                a = request.args
-                found = self.tracer.feature(str(a["transcoders"]), int(a["layer"]), int(a["index"]))
-                if found is None:
-                    answer(WorkerCallReply(status=404, error="no such feature"))
-                else:
-                    answer(WorkerCallReply(result=found))
-                return
-            tokens = self.tracer.tokenize(model, str(request.args["prompt"]))
-            top_k = int(request.args.get("top_k", 0))
-            if top_k <= 0:
-                answer(
-                    WorkerCallReply(result={"tokens": [t.model_dump() for t in tokens], "predictions": []})
-                )
-                return
-            self._pool.submit(self._predict, model, request, tokens, top_k, answer)
+            handlers[request.kind](model, request, answer)
         except UserError as exc:
             answer(WorkerCallReply(status=422, error=str(exc)))
         except Exception as exc:
-            log.exception("fast-lane request failed")
+            log.exception("worker call %s failed", request.kind)
             answer(WorkerCallReply(status=503, error=f"worker error: {type(exc).__name__}: {exc}"))
+
+    def _feature(self, model: str, request: WorkerCall, answer: Answer) -> None:
+        a = request.args
+        found = self.tracer.feature(str(a["transcoders"]), int(a["layer"]), int(a["index"]))
+        if found is None:
+            answer(WorkerCallReply(status=404, error="no such feature"))
+        else:
+            answer(WorkerCallReply(result=found))
+
+    def _tokenize(self, model: str, request: WorkerCall, answer: Answer) -> None:
+        tokens = self.tracer.tokenize(model, str(request.args["prompt"]))
+        top_k = int(request.args.get("top_k", 0))
+        if top_k <= 0:
+            answer(WorkerCallReply(result={"tokens": [t.model_dump() for t in tokens], "predictions": []}))
+            return
+        # Predictions wait for the model lock in the pool, so the calls behind this one are not held up.
+        self._pool.submit(self._predict, model, request, tokens, top_k, answer)
 
     def _predict(
         self, model: str, request: WorkerCall, tokens: list[Token], top_k: int, answer: Answer

@@ -19,8 +19,7 @@ import zlib
 from typing import Any
 
 from attrgraph.format.synthetic import synthetic_graph
-from attrgraph.protocol.interventions import InterventionJob
-from attrgraph.protocol.records import TraceSpec
+from attrgraph.protocol.records import InterventionPayload, TracePayload
 from attrgraph.protocol.schemas import ModelInfo, Prediction, Token, TranscoderInfo
 from attrgraph.settings import Settings
 from attrgraph.worker.tracer import Progress, UserError
@@ -76,20 +75,18 @@ class FakeTracer:
             for i in range(top_k)
         ]
 
-    def trace(self, spec: TraceSpec, progress: Progress) -> dict[str, Any]:
+    def trace(self, job: TracePayload, progress: Progress) -> dict[str, Any]:
         self.traces += 1
         if self.log:
             with open(self.log, "a") as f:
-                f.write(f"{os.getpid()} {spec.prompt}\n")
+                f.write(f"{os.getpid()} {job.prompt}\n")
         for step in range(self.steps):
             progress("attribution", step, self.steps)
             time.sleep(self.step_s)
         progress("attribution", self.steps, self.steps)
-        return synthetic_graph(spec.prompt, spec.prompt.split() or [spec.prompt], n_features=20)
+        return synthetic_graph(job.prompt, job.prompt.split() or [job.prompt], n_features=20)
 
-    def intervene(
-        self, model: str, transcoders: str, prompt: str, job: InterventionJob, progress: Progress
-    ) -> dict[str, Any]:
+    def intervene(self, job: InterventionPayload, progress: Progress) -> dict[str, Any]:
         """A made-up result whose "after" depends on the interventions (ablating anything lowers the
         top token); `value` 13 raises a UserError, as an engine refusing an intervention would."""
         self.interventions += 1
@@ -125,4 +122,3 @@ class FakeTracer:
             "label": f"fake feature {layer}/{index}",
             "top_logits": ["a", "b"],
         }
-

@@ -1,58 +1,38 @@
-"""The worker's side of intervention jobs: run the backend's `intervene`, store the result.
-
-Intervention jobs travel through the same queue, claim, heartbeat, progress and cancellation
-machinery as graph jobs (worker.py); only the computation and where the result goes differ.
-"""
+"""Intervention jobs: the tracer's `intervene` on a graph's prompt, stored under the job's content
+address (they share the queue, claims, heartbeats, progress and cancellation with trace jobs)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import orjson
 
-from attrgraph.protocol.interventions import InterventionTracer
 from attrgraph.protocol.keys import INTERVENTION_TTL_S
-from attrgraph.protocol.records import JobEvent, JobRecord
-
-if TYPE_CHECKING:
-    from attrgraph.worker.loop import Worker
+from attrgraph.protocol.records import InterventionPayload, JobEvent
+from attrgraph.worker.context import JobContext, guarded
 
 log = logging.getLogger("attrgraph.worker")
 
 
-def run_intervention(worker: Worker, job: JobRecord) -> JobEvent:
-    from attrgraph.worker.loop import guarded
-
-    key = worker.keys.intervention(job.graph_id)
-    base = {"job_id": job.job_id, "intervention_id": job.graph_id}
-    if worker.r.exists(key):
-        return JobEvent(event="done", data=base)
-    backend = worker.tracer
-    if job.intervention is None or not hasattr(backend, "intervene"):
-        return JobEvent(event="failed", data={**base, "message": "this worker cannot run interventions"})
-    intervention = job.intervention
+def run_intervention(ctx: JobContext, job: InterventionPayload) -> JobEvent:
+    intervention_id = ctx.job.result_id
+    key = ctx.keys.intervention(intervention_id)
+    if ctx.redis.exists(key):
+        return JobEvent(event="done", data=ctx.base)
     started = time.monotonic()
-    progress = worker._progress(job)
 
     def compute() -> None:
-        with worker._model_lock:
-            progress("intervene", 0, 1)
-            result = _backend(backend).intervene(
-                job.spec.model, job.spec.transcoders, job.spec.prompt, intervention, progress
-            )
-            progress("intervene", 1, 1)
-        result = {**result, "intervention_id": job.graph_id, "graph_id": intervention.graph_id}
-        worker.r.set(key, orjson.dumps(result), ex=INTERVENTION_TTL_S)
+        with ctx.model_lock:
+            ctx.progress("intervene", 0, 1)
+            result = ctx.tracer.intervene(job, ctx.progress)
+            ctx.progress("intervene", 1, 1)
+        stored = {**result, "intervention_id": intervention_id, "graph_id": job.graph_id}
+        ctx.redis.set(key, orjson.dumps(stored), ex=INTERVENTION_TTL_S)
 
-    failure = guarded(job, base, compute)
+    failure = guarded(ctx, compute)
     if failure is not None:
         return failure
     seconds = round(time.monotonic() - started, 3)
-    log.info("job %s: intervention %s in %.2fs", job.job_id, job.graph_id, seconds)
-    return JobEvent(event="done", data={**base, "seconds": seconds})
-
-
-def _backend(backend: object) -> InterventionTracer:
-    return backend  # type: ignore[return-value]
+    log.info("job %s: intervention %s in %.2fs", ctx.job.job_id, intervention_id, seconds)
+    return JobEvent(event="done", data={**ctx.base, "seconds": seconds})

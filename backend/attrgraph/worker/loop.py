@@ -1,10 +1,10 @@
-"""`attrgraph worker`: a long-lived process that holds models and turns queued jobs into graphs.
+"""`attrgraph worker`: a long-lived process that holds models and turns queued jobs into results.
 
-    load models once -> advertise them -> loop: claim a job, trace it, store the graph, acknowledge.
+    load models once -> advertise them -> loop: claim a job, run its kind's handler, acknowledge.
 
 Two helper threads run beside the loop: heartbeats (keep this worker listed, keep the claimed job
-from being reclaimed) and the fast lane (tokenize, predictions, dashboards, answered while the
-main thread traces). The model is used by one thing at a time: tracing and predictions share a lock,
+from being reclaimed) and worker calls (tokenize, predictions, dashboards, answered while the main
+thread traces). The model is used by one thing at a time: jobs and predictions share a lock,
 because a trace installs hooks on the model that a concurrent forward pass would trip over.
 """
 
@@ -17,64 +17,41 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
-from attrgraph.protocol import stored_graph
 from attrgraph.protocol.consumer import Claim, Consumer
 from attrgraph.protocol.ids import new_id
 from attrgraph.protocol.keys import Keys
-from attrgraph.protocol.records import GraphMeta, JobEvent, JobRecord
+from attrgraph.protocol.records import JobEvent, JobRecord, RecordError
 from attrgraph.protocol.registry import WorkerInfo, WorkerRegistry
-from attrgraph.protocol.schemas import ModelInfo
+from attrgraph.protocol.schemas import JobKind, ModelInfo
 from attrgraph.protocol.store import GraphWriter
 from attrgraph.protocol.worker_calls import WorkerCallServer
 from attrgraph.settings import Settings
 from attrgraph.worker.calls import WorkerCallHandler
+from attrgraph.worker.context import JobContext, WorkerStopping, progress_reporter
 from attrgraph.worker.interventions import run_intervention
-from attrgraph.worker.tracer import Progress, Tracer, UserError
+from attrgraph.worker.tracer import Tracer
+from attrgraph.worker.traces import run_trace
 
 log = logging.getLogger("attrgraph.worker")
-T = TypeVar("T")
 
-PROGRESS_INTERVAL_S = 0.2  # at most this often per phase: events stay few, cancellation stays quick
 POLL_S = 1.0  # longest blocking wait on Redis: how quickly a stop request is noticed
 
-
-class JobCancelled(Exception):
-    pass
-
-
-class WorkerStopping(Exception):
-    pass
-
-
-def guarded(job: JobRecord, base: dict[str, Any], compute: Callable[[], T]) -> T | JobEvent:
-    """Run one job's computation: its result, or the event that ends the job otherwise.
-
-    Cancellation and a user's error end the job; a stopping worker or a lost Redis propagate (the
-    claim is handed back or reclaimed); anything else fails the job, never the worker.
-    """
-    try:
-        return compute()
-    except JobCancelled:
-        return JobEvent(event="cancelled", data={**base, "message": "cancelled by request"})
-    except UserError as exc:
-        return JobEvent(event="failed", data={**base, "message": str(exc)})
-    except (WorkerStopping, redis.ConnectionError, redis.TimeoutError):
-        raise
-    except Exception as exc:
-        log.exception("job %s failed", job.job_id)
-        return JobEvent(
-            event="failed", data={**base, "message": f"internal error: {type(exc).__name__}: {exc}"}
-        )
+# What each kind of job runs. A handler receives the payload of its own kind (the record's
+# discriminated union guarantees it) and returns the event that ends the job.
+JOB_HANDLERS: dict[JobKind, Callable[[JobContext, Any], JobEvent]] = {
+    "trace": run_trace,
+    "intervene": run_intervention,
+}
 
 
 class Worker:
-    def __init__(self, settings: Settings, backend: Tracer, client: redis.Redis) -> None:
+    def __init__(self, settings: Settings, tracer: Tracer, client: redis.Redis) -> None:
         self.settings = settings
-        self.tracer = backend
+        self.tracer = tracer
         self.r = client
         self.keys = Keys(settings.key_prefix)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}"
@@ -83,7 +60,7 @@ class Worker:
         self.store = GraphWriter(client, self.keys, settings.graph_cache_bytes)
         self.models: list[ModelInfo] = []
         self.ready = threading.Event()
-        self.graphs_computed = 0
+        self.jobs_finished = 0
         self._stop = threading.Event()
         self._model_lock = threading.Lock()
         self._current: Claim | None = None
@@ -105,7 +82,7 @@ class Worker:
         self._check_persistence()
         threads = [
             threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
-            threading.Thread(target=self._fast_lane_loop, args=(names,), name="fast-lane", daemon=True),
+            threading.Thread(target=self._worker_calls_loop, args=(names,), name="worker-calls", daemon=True),
         ]
         for thread in threads:
             thread.start()
@@ -132,7 +109,7 @@ class Worker:
                 thread.join(timeout=5)
             with contextlib.suppress(redis.RedisError):
                 self.registry.withdraw(self.worker_id)
-            log.info("worker %s stopped after %d graphs", self.worker_id, self.graphs_computed)
+            log.info("worker %s stopped after %d jobs", self.worker_id, self.jobs_finished)
 
     def _retry(self, action: Callable[[], object]) -> None:
         while not self._stop.is_set():
@@ -168,18 +145,18 @@ class Worker:
         )
         self.registry.advertise(info, self.models)
 
-    def _fast_lane_loop(self, names: list[str]) -> None:
-        lane = WorkerCallHandler(self.tracer, self._model_lock)
-        server = WorkerCallServer(self.r, self.keys, names, lane.handle)
+    def _worker_calls_loop(self, names: list[str]) -> None:
+        handler = WorkerCallHandler(self.tracer, self._model_lock)
+        server = WorkerCallServer(self.r, self.keys, names, handler.handle)
         try:
             while not self._stop.is_set():
                 try:
                     server.serve_once(timeout_s=self.poll_s)
                 except redis.RedisError as exc:
-                    log.warning("fast lane: %s", exc)
+                    log.warning("worker calls: %s", exc)
                     self._stop.wait(1.0)
         finally:
-            lane.close()
+            handler.close()
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_s):
@@ -194,7 +171,12 @@ class Worker:
     # -- jobs ---------------------------------------------------------------------------------------
 
     def process(self, claim: Claim) -> None:
-        job = self.consumer.load(claim.job_id) if claim.job_id else None
+        try:
+            job = self.consumer.load(claim.job_id) if claim.job_id else None
+        except RecordError as exc:
+            log.error("job %s: %s", claim.job_id, exc)
+            self.consumer.fail_unreadable(claim, claim.job_id or "", str(exc))
+            return
         if job is None:  # cancelled while queued (entry deleted) or expired
             self.consumer.ack(claim)
             return
@@ -228,48 +210,15 @@ class Worker:
         self.consumer.finish(claim, job, outcome)
 
     def _run(self, job: JobRecord) -> JobEvent:
-        if job.kind == "intervention":
-            return run_intervention(self, job)
-        base = {"job_id": job.job_id, "graph_id": job.graph_id}
-        if self.store.exists(job.graph_id):  # computed meanwhile under the same content address
-            return JobEvent(event="done", data=base)
-        started = time.monotonic()
-        outcome = guarded(job, base, lambda: self._compute_graph(job))
-        if isinstance(outcome, JobEvent):
-            return outcome
-        meta = outcome
-        self.graphs_computed += 1
-        seconds = round(time.monotonic() - started, 3)
-        log.info("job %s: graph %s in %.2fs", job.job_id, job.graph_id, seconds)
-        return JobEvent(
-            event="done", data={**base, "seconds": seconds, "nodes": meta.n_nodes, "links": meta.n_links}
+        ctx = JobContext(
+            job=job,
+            tracer=self.tracer,
+            redis=self.r,
+            keys=self.keys,
+            store=self.store,
+            model_lock=self._model_lock,
+            progress=progress_reporter(self.consumer, job.job_id, self._stop),
         )
-
-    def _compute_graph(self, job: JobRecord) -> GraphMeta:
-        with self._model_lock:
-            graph = self.tracer.trace(job.spec, self._progress(job))
-        meta, gz, nodes = stored_graph.encode(
-            graph, graph_id=job.graph_id, model=job.spec.model, transcoders=job.spec.transcoders
-        )
-        self.store.put(meta, gz, nodes)
-        return meta
-
-    def _progress(self, job: JobRecord) -> Progress:
-        last: dict[str, Any] = {"phase": "", "at": 0.0}
-
-        def report(phase: str, done: int, total: int) -> None:
-            if self._stop.is_set():
-                raise WorkerStopping
-            now = time.monotonic()
-            if phase == last["phase"] and now - last["at"] < PROGRESS_INTERVAL_S and done < total:
-                return
-            last.update(phase=phase, at=now)
-            if self.consumer.cancel_requested(job.job_id):
-                raise JobCancelled
-            percent = round(100.0 * done / total, 1) if total else 0.0
-            data = {"job_id": job.job_id, "phase": phase, "done": done, "total": total, "percent": percent}
-            self.consumer.publish(
-                job.job_id, JobEvent(event="progress", data=data), phase=phase, percent=str(percent)
-            )
-
-        return report
+        outcome = JOB_HANDLERS[job.kind](ctx, job.payload)
+        self.jobs_finished += 1
+        return outcome

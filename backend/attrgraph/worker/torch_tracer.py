@@ -2,6 +2,8 @@
 
 Only worker processes import this module; the API never does. Models come from
 settings.worker_models, or by default the embedded demo model with its transcoders and dashboards.
+Requests become graphs and intervention results through attrgraph.tracing, as in the CLI, so both
+refuse the same requests with the same messages (here as UserError: the job fails with it).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import torch
 import attrgraph
 from attrgraph.engine import (
     PromptError,
-    TargetError,
     TargetSpec,
     TraceSettings,
     interop,
@@ -28,14 +29,15 @@ from attrgraph.engine import (
 )
 from attrgraph.engine.attribution import tokenize as engine_tokenize
 from attrgraph.engine.graph import Graph
+from attrgraph.engine.interventions import FeatureIntervention, InterventionOptions, Mode
 from attrgraph.engine.models import LoadedModel
-from attrgraph.engine.pruning import PruneResult, prune
+from attrgraph.engine.pruning import PruneResult
 from attrgraph.engine.transcoders.base import TranscoderSet
 from attrgraph.format.dashboards import load_dashboard
-from attrgraph.protocol.interventions import InterventionJob
-from attrgraph.protocol.records import TraceSpec
+from attrgraph.protocol.records import InterventionPayload, TracePayload
 from attrgraph.protocol.schemas import ModelInfo, Prediction, Token, TranscoderInfo
 from attrgraph.settings import ModelSpec, Settings
+from attrgraph.tracing import TraceRequestError, intervene_request, trace_pruned
 from attrgraph.worker.tracer import Progress, UserError
 
 log = logging.getLogger("attrgraph.worker")
@@ -59,7 +61,7 @@ class TorchTracer:
         self._models: dict[str, LoadedModel] = {}
         self._transcoders: dict[str, TranscoderSet] = {}
         self._dashboards: dict[str, Path] = {}
-        # Fast-lane threads share the tokenizer; HF fast tokenizers may raise "Already borrowed"
+        # Worker-call threads share the tokenizer; HF fast tokenizers may raise "Already borrowed"
         # when two threads use one at once.
         self._tokenizer_lock = threading.Lock()
 
@@ -141,12 +143,15 @@ class TorchTracer:
                 for p, i in zip(top.values, top.indices, strict=True)
             ]
 
-    def trace(self, spec: TraceSpec, progress: Progress) -> dict[str, Any]:
-        lm = self._model(spec.model)
-        tc = self._transcoders.get(spec.transcoders)
-        if tc is None:
-            raise UserError(f"this worker has no transcoder set {spec.transcoders!r}")
-        target = spec.target
+    def _transcoders_of(self, name: str) -> TranscoderSet:
+        try:
+            return self._transcoders[name]
+        except KeyError:
+            raise UserError(f"this worker has no transcoder set {name!r}") from None
+
+    def trace(self, job: TracePayload, progress: Progress) -> dict[str, Any]:
+        lm, tc = self._model(job.model), self._transcoders_of(job.transcoders)
+        target = job.target
         targets = (
             None
             if target is None
@@ -155,7 +160,7 @@ class TorchTracer:
                 logit_diff=tuple(target.logit_diff) if target.logit_diff else None,  # type: ignore[arg-type]
             )
         )
-        s = spec.settings
+        s = job.settings
         trace_settings = TraceSettings(
             max_n_logits=s.max_n_logits,
             desired_logit_prob=s.desired_logit_prob,
@@ -165,35 +170,27 @@ class TorchTracer:
         )
         try:
             # Token ids, not text: they are what the graph id was computed from.
-            graph = trace(lm, tc, spec.token_ids, targets=targets, settings=trace_settings, progress=progress)
-        except (PromptError, TargetError) as exc:
+            graph, pruned = trace_pruned(
+                lm,
+                tc,
+                job.token_ids,
+                targets=targets,
+                settings=trace_settings,
+                node_threshold=s.node_threshold,
+                edge_threshold=s.edge_threshold,
+                progress=progress,
+            )
+        except TraceRequestError as exc:
             raise UserError(str(exc)) from exc
-        graph.prompt = spec.prompt
-        progress("prune", 0, 1)
-        pruned = prune(graph, node_threshold=s.node_threshold, edge_threshold=s.edge_threshold)
-        progress("prune", 1, 1)
-        graph.feature_labels.update(self._dashboard_labels(spec.transcoders, graph, pruned))
+        graph.prompt = job.prompt
+        graph.feature_labels.update(self._dashboard_labels(job.transcoders, graph, pruned))
         # dumps writes float32 values in their shortest form; parsing that back keeps them short.
-        document: dict[str, Any] = orjson.loads(interop.dumps(graph, prune_result=pruned, scan=spec.model))
+        document: dict[str, Any] = orjson.loads(interop.dumps(graph, prune_result=pruned, scan=job.model))
         return document
 
-    def intervene(
-        self, model: str, transcoders: str, prompt: str, job: InterventionJob, progress: Progress
-    ) -> dict[str, Any]:
-        """engine.interventions.intervene on the graph's prompt (re-tokenized: the same ids the
-        graph was traced from)."""
-        from attrgraph.engine.interventions import (
-            FeatureIntervention,
-            InterventionError,
-            InterventionOptions,
-            Mode,
-            intervene,
-        )
-
-        lm = self._model(model)
-        tc = self._transcoders.get(transcoders)
-        if tc is None:
-            raise UserError(f"this worker has no transcoder set {transcoders!r}")
+    def intervene(self, job: InterventionPayload, progress: Progress) -> dict[str, Any]:
+        """On the graph's prompt, re-tokenized: the same ids the graph was traced from."""
+        lm, tc = self._model(job.model), self._transcoders_of(job.transcoders)
         ivs = [
             FeatureIntervention(i.layer, i.position, i.feature, Mode(i.mode), float(i.value))
             for i in job.interventions
@@ -208,9 +205,9 @@ class TorchTracer:
         )
         try:
             with self._tokenizer_lock:
-                ids = engine_tokenize(lm.tokenizer, prompt)
-            result = intervene(lm, tc, ids, ivs, options)
-        except (InterventionError, PromptError) as exc:
+                ids = engine_tokenize(lm.tokenizer, job.prompt)
+            result = intervene_request(lm, tc, ids, ivs, options)
+        except (PromptError, TraceRequestError) as exc:
             raise UserError(str(exc)) from exc
         document = result.to_dict()
         for change in document["probability_changes"]:

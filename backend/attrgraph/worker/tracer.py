@@ -1,9 +1,9 @@
 """What a worker needs from a tracing engine, as a protocol.
 
 The worker (queue handling, heartbeats, storage) is written against this interface; the real
-implementation is engine_backend.TorchTracer (torch, attrgraph.engine). Tests plug in a fast
-fake through `--tracer module:callable`, so the queue machinery is exercised in seconds without a
-model, and the same worker code runs either way.
+implementation is torch_tracer.TorchTracer (torch, attrgraph.engine). Tests plug in a fast fake
+(fake_tracer.FakeTracer) through `--tracer module:callable`, so the queue machinery is exercised in
+seconds without a model, and the same worker code runs either way.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from attrgraph.protocol.records import TraceSpec
+from attrgraph.protocol.records import InterventionPayload, TracePayload
 from attrgraph.protocol.schemas import ModelInfo, Prediction, Token
 from attrgraph.settings import Settings
 
@@ -21,9 +21,11 @@ Progress = Callable[[str, int, int], None]
 
 
 class UserError(ValueError):
-    """The request cannot be traced as asked (prompt too long, target not a token, ...).
+    """The request cannot be computed as asked (prompt too long, target not a token, transcoders
+    that do not fit the model, ...).
 
-    Its message is shown to the user as is; any other exception is reported as an internal error.
+    Its message is shown to the user as is (the job fails with it); any other exception is reported
+    as an internal error.
     """
 
 
@@ -33,15 +35,21 @@ class Tracer(Protocol):
         ...
 
     def tokenize(self, model: str, prompt: str) -> list[Token]:
-        """Tokens of `prompt`, exactly as trace() will see them. Thread-safe (fast lane)."""
+        """Tokens of `prompt`, exactly as trace() will see them. Thread-safe (worker calls)."""
         ...
 
     def predict(self, model: str, token_ids: list[int], top_k: int) -> list[Prediction]:
         """Top next-token predictions. Runs the model: the worker holds the model lock."""
         ...
 
-    def trace(self, spec: TraceSpec, progress: Progress) -> dict[str, Any]:
-        """The graph as Neuronpedia / circuit-tracer JSON (a dict), pruned per spec.settings."""
+    def trace(self, job: TracePayload, progress: Progress) -> dict[str, Any]:
+        """The graph as Neuronpedia / circuit-tracer JSON (a dict), pruned per job.settings.
+        Runs the model: the worker holds the model lock."""
+        ...
+
+    def intervene(self, job: InterventionPayload, progress: Progress) -> dict[str, Any]:
+        """The engine's InterventionResult.to_dict() for job.prompt (the graph's). Runs the model:
+        the worker holds the model lock."""
         ...
 
     def feature(self, transcoders: str, layer: int, index: int) -> dict[str, Any] | None:
@@ -53,7 +61,7 @@ def load_tracer(settings: Settings) -> Tracer:
     """Instantiate settings.tracer ("package.module:callable", called with the settings)."""
     module_name, _, attr = settings.tracer.partition(":")
     if not attr:
-        raise ValueError(f"backend must look like 'package.module:callable', got {settings.tracer!r}")
+        raise ValueError(f"tracer must look like 'package.module:callable', got {settings.tracer!r}")
     factory = getattr(importlib.import_module(module_name), attr)
-    backend: Tracer = factory(settings)
-    return backend
+    tracer: Tracer = factory(settings)
+    return tracer

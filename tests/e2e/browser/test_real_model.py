@@ -46,7 +46,7 @@ def demo_url(browser_redis_url: str) -> Iterator[str]:
         device="cpu",
         tracer="attrgraph.worker.torch_tracer:TorchTracer",
         predictions_timeout_s=60.0,
-        rpc_timeout_s=30.0,
+        worker_call_timeout_s=30.0,
     )
     with ApiServer(settings) as api, WorkerThread(settings, TorchTracer(settings)):  # type: ignore[arg-type]
         yield api.url

@@ -32,7 +32,7 @@ async def feature(
     layer: Annotated[int, Path(ge=0, le=1000)],
     index: Annotated[int, Path(ge=0, le=100_000_000)],
     catalog: CatalogDep,
-    rpc: WorkerCallsDep,
+    calls: WorkerCallsDep,
     redis: RedisDep,
     keys: KeysDep,
     settings: SettingsDep,
@@ -53,7 +53,7 @@ async def feature(
     if owner is None:
         raise not_found(f"no dashboards for transcoder set {transcoder_set!r}")
     args: dict[str, Any] = {"transcoders": transcoder_set, "layer": layer, "index": index}
-    detail = await worker_calls.ask_worker(rpc, owner, "feature", args, settings.rpc_timeout_s)
+    detail = await worker_calls.call_worker(calls, owner, "feature", args, settings.worker_call_timeout_s)
     body = orjson.dumps(detail, option=orjson.OPT_SERIALIZE_NUMPY)
     await redis.set(key, body, ex=FEATURE_TTL_S)
     return Response(body, media_type="application/json")

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from attrgraph.api import worker_calls
-from attrgraph.api.deps import CatalogDep, KeysDep, QueueDep, RedisDep, SettingsDep, StoreDep, WorkerCallsDep
-from attrgraph.api.limits import check_rate
-from attrgraph.api.responses import (
-    BODY_ERRORS,
-    ERRORS,
-    OrjsonResponse,
-    field_error,
-    not_found,
-    unavailable,
-)
-from attrgraph.protocol import ids, stored_graph
-from attrgraph.protocol.keys import ALIAS_TTL_S
-from attrgraph.protocol.records import JobRecord, TraceSpec, text
+from attrgraph.api import jobs
+from attrgraph.api.deps import ServicesDep, StoreDep
+from attrgraph.api.responses import BODY_ERRORS, ERRORS, not_found
+from attrgraph.protocol import stored_graph
 from attrgraph.protocol.schemas import (
-    ID_PATTERN,
     NODE_ID_PATTERN,
     ErrorResponse,
+    GraphId,
     GraphList,
     GraphReady,
     GraphRequest,
@@ -35,16 +24,10 @@ from attrgraph.protocol.schemas import (
 
 router = APIRouter(prefix="/api/graphs", tags=["graphs"])
 
-GraphId = Annotated[str, Path(pattern=ID_PATTERN, description="A graph's content address")]
 NodeId = Annotated[str, Path(pattern=NODE_ID_PATTERN, description="A node id such as 3_1204_5 or E_262_0")]
 
 # Graphs never change under an id (content addresses), so clients and proxies may keep them.
 IMMUTABLE = "public, max-age=31536000, immutable"
-
-
-def _ready(graph_id: str) -> OrjsonResponse:
-    body = GraphReady(graph_id=graph_id, graph_url=f"/api/graphs/{graph_id}")
-    return OrjsonResponse(body.model_dump(), status_code=200)
 
 
 @router.post(
@@ -57,73 +40,9 @@ def _ready(graph_id: str) -> OrjsonResponse:
         **BODY_ERRORS,
     },
 )
-async def submit_graph(
-    body: GraphRequest,
-    request: Request,
-    settings: SettingsDep,
-    catalog: CatalogDep,
-    rpc: WorkerCallsDep,
-    queue: QueueDep,
-    store: StoreDep,
-    redis: RedisDep,
-    keys: KeysDep,
-) -> Any:
+async def submit_graph(body: GraphRequest, request: Request, services: ServicesDep) -> Any:
     """Ask for a graph. 200 with its id when it exists, else 202 with a job to follow."""
-    model, transcoders = await worker_calls.resolve_model(catalog, body.model, body.transcoders)
-    if len(body.prompt) > settings.max_prompt_chars:
-        raise field_error(("body", "prompt"), f"at most {settings.max_prompt_chars} characters")
-    cap = settings.max_feature_nodes
-    requested = body.settings.max_feature_nodes
-    if requested is not None and requested > cap:
-        raise field_error(
-            ("body", "settings", "max_feature_nodes"), f"at most {cap} on this server", requested
-        )
-    # Defaults filled in: leaving a setting out and giving its default address the same graph.
-    trace_settings = body.settings.model_copy(
-        update={"max_feature_nodes": cap if requested is None else requested}
-    )
-
-    request_key = ids.request_key(model, transcoders, body.prompt, body.target, trace_settings)
-    known = await redis.get(keys.alias(request_key))
-    if known is not None and await store.exists(text(known)):
-        return _ready(text(known))
-
-    await check_rate(redis, keys, settings, request)
-    tokens = await worker_calls.tokenize(rpc, model, body.prompt, settings.rpc_timeout_s)
-    if len(tokens) > settings.max_prompt_tokens:
-        raise field_error(
-            ("body", "prompt"),
-            f"the prompt has {len(tokens)} tokens; this server traces at most {settings.max_prompt_tokens}",
-        )
-    token_ids = [t.id for t in tokens]
-    graph_id = ids.graph_id(model, transcoders, token_ids, body.target, trace_settings)
-    await redis.set(keys.alias(request_key), graph_id, ex=ALIAS_TTL_S)
-
-    spec = TraceSpec(
-        model=model.name,
-        transcoders=transcoders.name,
-        prompt=body.prompt,
-        token_ids=token_ids,
-        target=body.target,
-        settings=trace_settings,
-    )
-    job = JobRecord(job_id=ids.new_id(), state="queued", graph_id=graph_id, spec=spec, created_at=time.time())
-    submitted = await queue.submit(job)
-    if submitted.outcome == "ready":
-        return _ready(graph_id)
-    if submitted.outcome == "full":
-        raise unavailable(
-            f"the queue for {model.name!r} is full ({settings.max_queue} jobs); try again later", 30
-        )
-    job_id, position = await queue.placed(submitted, job)
-    return JobAccepted(
-        job_id=job_id,
-        graph_id=graph_id,
-        position=position,
-        joined=submitted.outcome == "joined",
-        job_url=f"/api/jobs/{job_id}",
-        events_url=f"/api/jobs/{job_id}/events",
-    )
+    return jobs.respond(await jobs.submit_graph(body, request, services))
 
 
 @router.get("", response_model=GraphList)

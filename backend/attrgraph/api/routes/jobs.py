@@ -1,4 +1,4 @@
-"""Jobs: status, live progress as Server-Sent Events, cancellation."""
+"""Jobs (graphs and interventions alike): status, live progress as Server-Sent Events, cancellation."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from attrgraph.api.deps import QueueDep
 from attrgraph.api.responses import ERRORS, not_found
 from attrgraph.protocol.queue import JobQueue
-from attrgraph.protocol.records import JobEvent, JobRecord
+from attrgraph.protocol.records import JobRecord, RecordError
 from attrgraph.protocol.schemas import ID_PATTERN, CancelResult, JobStatus
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -26,7 +26,10 @@ POLL_MS = 1000  # how long one read waits for events; queue position is re-check
 
 
 async def _load(queue: JobQueue, job_id: str) -> JobRecord:
-    job = await queue.get(job_id)
+    try:
+        job = await queue.get(job_id)
+    except RecordError:
+        raise not_found(f"job {job_id} was written by another version of the service") from None
     if job is None:
         raise not_found(f"no job {job_id} (finished jobs are kept for a day)")
     return job
@@ -36,10 +39,12 @@ async def _status(queue: JobQueue, job: JobRecord) -> JobStatus:
     position = await queue.position(job) if job.state == "queued" else None
     return JobStatus(
         job_id=job.job_id,
+        kind=job.kind,
         state=job.state,
-        model=job.spec.model,
-        transcoders=job.spec.transcoders,
-        prompt=job.spec.prompt,
+        model=job.model,
+        transcoders=job.payload.transcoders,
+        prompt=job.payload.prompt,
+        result_id=job.result_id,
         graph_id=job.graph_id,
         position=position,
         phase=job.phase,
@@ -102,8 +107,7 @@ async def _events(queue: JobQueue, job: JobRecord, after: str) -> AsyncIterator[
                 yield _sse(event.event, event.data, event_id)
                 if event.terminal:
                     return
-            final = JobEvent(event=current.state, data={"job_id": job.job_id, "graph_id": job.graph_id})  # type: ignore[arg-type]
-            yield _sse(final.event, final.data)
+            yield _sse(current.state, {"job_id": job.job_id, **job.result_ref()})
             return
         if current.state == "queued":
             position = await queue.position(current)
@@ -123,7 +127,7 @@ async def _events(queue: JobQueue, job: JobRecord, after: str) -> AsyncIterator[
         200: {
             "content": {"text/event-stream": {}},
             "description": "Server-Sent Events: queued (position), started, progress (phase, percent), "
-            "requeued, then one of done (graph_id), failed (message), cancelled.",
+            "requeued, then one of done (graph_id or intervention_id), failed (message), cancelled.",
         },
         **ERRORS,
     },

@@ -12,14 +12,13 @@ from attrgraph.api.auth import WriterDep
 from attrgraph.api.collab import WRITE_ERRORS, AnnotationsDep, RevertBody, WriteBody
 from attrgraph.api.deps import SettingsDep, StoreDep
 from attrgraph.api.responses import ERRORS, OrjsonResponse, not_found
-from attrgraph.protocol.schemas import ID_PATTERN, NAME_PATTERN
+from attrgraph.protocol.schemas import NAME_PATTERN, GraphId
 
 router = APIRouter(tags=["labels"])
 
 SetName = Annotated[str, Path(pattern=NAME_PATTERN, description="A transcoder set")]
 Layer = Annotated[int, Path(ge=0, le=1000)]
 Index = Annotated[int, Path(ge=0, le=100_000_000)]
-GraphId = Annotated[str, Path(pattern=ID_PATTERN)]
 BASE = "/api/labels/{transcoder_set}/{layer}/{index}"
 
 

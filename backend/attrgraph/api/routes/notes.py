@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 
 from attrgraph.api import collab
 from attrgraph.api.auth import WriterDep
 from attrgraph.api.collab import WRITE_ERRORS, AnnotationsDep, RevertBody, WriteBody
 from attrgraph.api.deps import SettingsDep, StoreDep
 from attrgraph.api.responses import ERRORS, OrjsonResponse, not_found
-from attrgraph.protocol.schemas import ID_PATTERN
+from attrgraph.protocol.schemas import GraphId
 
 router = APIRouter(prefix="/api/graphs/{graph_id}", tags=["notes"])
 
-GraphId = Annotated[str, Path(pattern=ID_PATTERN)]
 # "graph", "node:<node id>" or "supernode:<name>"
 Target = Annotated[
     str,

@@ -14,7 +14,7 @@ router = APIRouter(prefix="/api", tags=["tokenize"])
 
 @router.post("/tokenize", response_model=TokenizeResponse, responses=BODY_ERRORS)
 async def tokenize(
-    body: TokenizeRequest, catalog: CatalogDep, rpc: WorkerCallsDep, settings: SettingsDep
+    body: TokenizeRequest, catalog: CatalogDep, calls: WorkerCallsDep, settings: SettingsDep
 ) -> TokenizeResponse:
     """Tokens as the tracer will see them, and the top_k most likely next tokens.
 
@@ -24,8 +24,8 @@ async def tokenize(
     if len(body.prompt) > settings.max_prompt_chars:
         raise field_error(("body", "prompt"), f"at most {settings.max_prompt_chars} characters")
     model, _ = await worker_calls.resolve_model(catalog, body.model)
-    timeout = settings.predictions_timeout_s if body.top_k else settings.rpc_timeout_s
-    result = await worker_calls.ask_worker(
-        rpc, model, "tokenize", {"prompt": body.prompt, "top_k": body.top_k}, timeout
+    timeout = settings.predictions_timeout_s if body.top_k else settings.worker_call_timeout_s
+    result = await worker_calls.call_worker(
+        calls, model, "tokenize", {"prompt": body.prompt, "top_k": body.top_k}, timeout
     )
     return TokenizeResponse(model=model.name, max_prompt_tokens=settings.max_prompt_tokens, **result)

@@ -29,14 +29,14 @@ from attrgraph.api.deps import KeysDep, RedisDep, SettingsDep, StoreDep
 from attrgraph.api.responses import ERRORS, OrjsonResponse, not_found
 from attrgraph.protocol import stored_graph
 from attrgraph.protocol.annotations import Conflict, feature_key
-from attrgraph.protocol.schemas import ID_PATTERN, NAME_PATTERN
+from attrgraph.protocol.schemas import ID_PATTERN, NAME_PATTERN, GraphId
 from attrgraph.protocol.store import GraphWriter
+from attrgraph.settings import DEFAULT_REDIS_URL
 
 router = APIRouter(tags=["views"])
 
 VIEW_ID_PATTERN = r"^[A-Za-z0-9]{8}$"
 ALPHABET = string.ascii_letters + string.digits
-GraphId = Annotated[str, Path(pattern=ID_PATTERN)]
 ViewId = Annotated[str, Path(pattern=VIEW_ID_PATTERN)]
 
 
@@ -184,7 +184,7 @@ async def export_graph(
 def _store_graph(settings: Any, graph: dict[str, Any], graph_id: str, model: str, transcoders: str) -> bool:
     from attrgraph.protocol.keys import Keys
 
-    client = redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
     try:
         meta, gz, nodes = stored_graph.encode(graph, graph_id=graph_id, model=model, transcoders=transcoders)
         return GraphWriter(client, Keys(settings.key_prefix), settings.graph_cache_bytes).put(meta, gz, nodes)

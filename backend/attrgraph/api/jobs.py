@@ -1,0 +1,208 @@
+"""Submitting work to the workers: what POST /api/graphs and POST /api/interventions do.
+
+Each request is validated, turned into a job payload under a content address, and handed to
+`submit_job`: nothing to do when the result exists, else a new job or the identical live one it
+joins, and its place in the queue. The routes only translate the outcome into a reply.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from fastapi import Request
+from pydantic import BaseModel
+
+from attrgraph.api import worker_calls
+from attrgraph.api.deps import Services
+from attrgraph.api.limits import check_rate
+from attrgraph.api.responses import OrjsonResponse, field_error, not_found, unavailable
+from attrgraph.protocol import ids
+from attrgraph.protocol.interventions import (
+    MAX_INTERVENTIONS,
+    InterventionAccepted,
+    InterventionReady,
+    InterventionRequest,
+    intervention_id,
+)
+from attrgraph.protocol.keys import ALIAS_TTL_S
+from attrgraph.protocol.records import InterventionPayload, JobPayload, JobRecord, TracePayload, text
+from attrgraph.protocol.schemas import GraphReady, GraphRequest, JobAccepted, ModelInfo, TranscoderInfo
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A job in the queue: the one just created, or the identical one this request joined."""
+
+    job_id: str
+    position: int  # jobs ahead of it that no worker has started
+    joined: bool
+
+    @property
+    def job_url(self) -> str:
+        return f"/api/jobs/{self.job_id}"
+
+    @property
+    def events_url(self) -> str:
+        return f"/api/jobs/{self.job_id}/events"
+
+
+async def submit_job(services: Services, payload: JobPayload, result_id: str) -> Placed | None:
+    """Queue `payload`, whose result will be stored under `result_id`; None when it already is."""
+    job = JobRecord(
+        job_id=ids.new_id(), state="queued", result_id=result_id, payload=payload, created_at=time.time()
+    )
+    submitted = await services.queue.submit(job)
+    if submitted.outcome == "ready":
+        return None
+    if submitted.outcome == "full":
+        raise unavailable(
+            f"the queue for {payload.model!r} is full ({services.settings.max_queue} jobs); try again later",
+            30,
+        )
+    job_id, position = await services.queue.placed(submitted, job)
+    return Placed(job_id, position, joined=submitted.outcome == "joined")
+
+
+def respond(reply: BaseModel) -> BaseModel | OrjsonResponse:
+    """A finished result is 200; an accepted job is the route's default status (202)."""
+    if isinstance(reply, GraphReady | InterventionReady):
+        return OrjsonResponse(reply.model_dump(), status_code=200)
+    return reply
+
+
+# --- graphs ----------------------------------------------------------------------------------------
+
+
+def _graph_ready(graph_id: str) -> GraphReady:
+    return GraphReady(graph_id=graph_id, graph_url=f"/api/graphs/{graph_id}")
+
+
+async def submit_graph(body: GraphRequest, request: Request, services: Services) -> GraphReady | JobAccepted:
+    settings, redis, keys = services.settings, services.redis, services.keys
+    model, transcoders = await worker_calls.resolve_model(services.catalog, body.model, body.transcoders)
+    if len(body.prompt) > settings.max_prompt_chars:
+        raise field_error(("body", "prompt"), f"at most {settings.max_prompt_chars} characters")
+    cap = settings.max_feature_nodes
+    requested = body.settings.max_feature_nodes
+    if requested is not None and requested > cap:
+        raise field_error(
+            ("body", "settings", "max_feature_nodes"), f"at most {cap} on this server", requested
+        )
+    # Defaults filled in: leaving a setting out and giving its default address the same graph.
+    trace_settings = body.settings.model_copy(
+        update={"max_feature_nodes": cap if requested is None else requested}
+    )
+
+    # A repeated request is answered from Redis alone, before any worker tokenizes anything.
+    request_key = ids.request_key(model, transcoders, body.prompt, body.target, trace_settings)
+    known = await redis.get(keys.alias(request_key))
+    if known is not None and await services.store.exists(text(known)):
+        return _graph_ready(text(known))
+
+    await check_rate(redis, keys, settings, request)
+    token_ids = await _token_ids(services, model, body.prompt)
+    graph_id = ids.graph_id(model, transcoders, token_ids, body.target, trace_settings)
+    await redis.set(keys.alias(request_key), graph_id, ex=ALIAS_TTL_S)
+
+    payload = TracePayload(
+        model=model.name,
+        transcoders=transcoders.name,
+        prompt=body.prompt,
+        token_ids=token_ids,
+        target=body.target,
+        settings=trace_settings,
+    )
+    placed = await submit_job(services, payload, graph_id)
+    if placed is None:
+        return _graph_ready(graph_id)
+    return JobAccepted(
+        job_id=placed.job_id,
+        graph_id=graph_id,
+        position=placed.position,
+        joined=placed.joined,
+        job_url=placed.job_url,
+        events_url=placed.events_url,
+    )
+
+
+async def _token_ids(services: Services, model: ModelInfo, prompt: str) -> list[int]:
+    settings = services.settings
+    tokens = await worker_calls.tokenize(services.worker_calls, model, prompt, settings.worker_call_timeout_s)
+    if len(tokens) > settings.max_prompt_tokens:
+        raise field_error(
+            ("body", "prompt"),
+            f"the prompt has {len(tokens)} tokens; this server traces at most {settings.max_prompt_tokens}",
+        )
+    return [t.id for t in tokens]
+
+
+# --- interventions ---------------------------------------------------------------------------------
+
+
+def _intervention_ready(iid: str) -> InterventionReady:
+    return InterventionReady(intervention_id=iid, result_url=f"/api/interventions/{iid}")
+
+
+async def submit_intervention(
+    body: InterventionRequest, request: Request, services: Services
+) -> InterventionReady | InterventionAccepted:
+    if len(body.interventions) > MAX_INTERVENTIONS:
+        raise field_error(
+            ("body", "interventions"),
+            f"{len(body.interventions)} interventions; at most {MAX_INTERVENTIONS}",
+        )
+    summary = await services.store.summary(body.graph_id)
+    if summary is None:
+        raise not_found(f"no graph {body.graph_id}")
+    model, transcoders = await worker_calls.resolve_model(
+        services.catalog, summary.model, summary.transcoders
+    )
+    _check_interventions(body, transcoders, summary.n_tokens)
+    iid = intervention_id(model.engine_version, body)
+    if await services.redis.exists(services.keys.intervention(iid)):
+        return _intervention_ready(iid)
+    await check_rate(services.redis, services.keys, services.settings, request)
+    payload = InterventionPayload(
+        model=model.name,
+        transcoders=transcoders.name,
+        prompt=summary.prompt,
+        graph_id=body.graph_id,
+        interventions=body.interventions,
+        options=body.options,
+    )
+    placed = await submit_job(services, payload, iid)
+    if placed is None:
+        return _intervention_ready(iid)
+    return InterventionAccepted(
+        intervention_id=iid,
+        job_id=placed.job_id,
+        position=placed.position,
+        joined=placed.joined,
+        job_url=placed.job_url,
+        events_url=placed.events_url,
+        result_url=f"/api/interventions/{iid}",
+    )
+
+
+def _check_interventions(body: InterventionRequest, transcoders: TranscoderInfo, n_tokens: int) -> None:
+    """Each feature exists and each position is in the graph's prompt (422 naming the item)."""
+    for k, iv in enumerate(body.interventions):
+        where = f"feature {iv.layer}/{iv.feature} at position {iv.position}"
+        loc = ("body", "interventions", k)
+        if transcoders.n_layers is not None and iv.layer >= transcoders.n_layers:
+            raise field_error(
+                (*loc, "layer"), f"{where}: layer out of range (0..{transcoders.n_layers - 1})", iv.layer
+            )
+        if transcoders.d_transcoder is not None and iv.feature >= transcoders.d_transcoder:
+            raise field_error(
+                (*loc, "feature"),
+                f"{where}: unknown feature (indices are 0..{transcoders.d_transcoder - 1})",
+                iv.feature,
+            )
+        if iv.position >= n_tokens:
+            raise field_error(
+                (*loc, "position"),
+                f"{where}: position out of range (the prompt has {n_tokens} tokens)",
+                iv.position,
+            )
