@@ -15,6 +15,7 @@ import torch
 
 from attrgraph.engine.graph import Graph, LogitTarget
 from attrgraph.engine.interop import (
+    ExportOptions,
     GraphFormatError,
     cantor_pair,
     cantor_unpair,
@@ -23,6 +24,7 @@ from attrgraph.engine.interop import (
     to_json,
 )
 from attrgraph.engine.pruning import graph_scores, prune, pruned_graph
+from attrgraph.format.feature_keys import feature_key_text
 from tests.support.graphs import random_graph
 
 DATA = Path(__file__).parents[1] / "data"
@@ -248,7 +250,7 @@ def test_circuit_tracer_import_tolerates_js_node_ids_and_labels() -> None:
 
 
 def mutated(change: Any) -> dict[str, Any]:
-    raw = copy.deepcopy(json.loads(CT_EXAMPLE))
+    raw: dict[str, Any] = copy.deepcopy(json.loads(CT_EXAMPLE))
     change(raw)
     return raw
 
@@ -272,7 +274,7 @@ def _drop_embedding(raw: dict[str, Any]) -> None:
     raw["links"] = [x for x in raw["links"] if "E_576_3" not in (x["source"], x["target"])]
 
 
-MALFORMED = {
+MALFORMED: dict[str, Any] = {
     "not json": b"{nodes: ",
     "top level list": b"[]",
     "wrong type": 42,
@@ -361,3 +363,50 @@ def test_a_real_circuit_tracer_export_imports() -> None:
         assert weights[(ours[link["source"]], ours[link["target"]])] == pytest.approx(link["weight"])
         checked += 1
     assert checked > 0.9 * len(document["links"])
+
+
+def test_options_object_and_keywords_export_the_same() -> None:
+    graph = random_graph(seed=3)
+    result = prune(graph, node_threshold=0.8, edge_threshold=0.98)
+    options = ExportOptions(prune_result=result, slug="s", pinned_ids=[graph.node_id(0)])
+    by_keywords = to_json(graph, prune_result=result, slug="s", pinned_ids=[graph.node_id(0)])
+    assert to_json(graph, options) == by_keywords
+    assert dumps(graph, options) == dumps(graph, prune_result=result, slug="s", pinned_ids=[graph.node_id(0)])
+    # keywords given beside the options object win over its fields
+    assert to_json(graph, options, slug="other")["metadata"]["slug"] == "other"
+
+
+def test_import_keys_features_as_the_format_package_does() -> None:
+    """Whatever names a feature node (L_f_p, jsNodeId, Cantor number), the engine's import and
+    attrgraph.format (which the API's label index and the page follow) find the same feature."""
+    raw = json.loads(CT_EXAMPLE)
+    renames = {}
+    for k, node in enumerate(n for n in raw["nodes"] if n["feature_type"] == "cross layer transcoder"):
+        new_id = f"{node['feature']}_{node['ctx_idx']}" if k % 2 else f"feature-{k}"
+        if k % 2:
+            node["jsNodeId"] = "-"
+        renames[node["node_id"]] = new_id
+        node["node_id"] = new_id
+        node["clerp"] = f"label {k}"
+    for x in raw["links"]:
+        for end in ("source", "target"):
+            x[end] = renames.get(x[end], x[end])
+    graph = from_json(raw)
+    assert graph.feature_labels == {
+        feature_key_text(n): n["clerp"] for n in raw["nodes"] if n["feature_type"] == "cross layer transcoder"
+    }
+    keys = {f"{layer}_{feature}" for layer, _, feature in graph.features.tolist()}
+    assert keys == {old.rsplit("_", 1)[0] for old in renames}
+
+
+def test_old_error_ids_without_layer_fields_import() -> None:
+    def strip_error_fields(raw: dict[str, Any]) -> None:
+        _old_error_ids(raw)
+        for node in raw["nodes"]:
+            if node["feature_type"] == "mlp reconstruction error":
+                node.pop("layer")
+                node.pop("ctx_idx")
+
+    graph = from_json(mutated(strip_error_fields))
+    assert "4_-1_4" in {graph.node_id(i) for i in range(graph.n_nodes)}
+    assert "13_-1_4" in {graph.node_id(i) for i in range(graph.n_nodes)}
