@@ -73,7 +73,7 @@ def load_replacement_model(
     from transformer_lens.loading_from_pretrained import convert_gpt2_weights
 
     hf_model = GPT2LMHeadModel.from_pretrained(model_dir, torch_dtype=dtype)
-    hf_model.eval()  # type: ignore[no-untyped-call]
+    hf_model.eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     cfg = hooked_config(hf_model, model_dir, dtype)
 

@@ -132,7 +132,7 @@ def chromium() -> str:
 
 
 def run(n_nodes: int, n_links: int, loads: int, clicks: int) -> dict[str, Any]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import ConsoleMessage, sync_playwright
 
     graph = large_graph(n_nodes, n_links)
     prefix = f"bench-explorer:{uuid.uuid4().hex[:8]}:"
@@ -144,10 +144,15 @@ def run(n_nodes: int, n_links: int, loads: int, clicks: int) -> dict[str, Any]:
             browser = p.chromium.launch(executable_path=chromium(), args=ARGS)
             tti, painted, fetched, parsed, links_drawn = [], [], [], [], []
             errors: list[str] = []
+
+            def on_console(message: ConsoleMessage) -> None:
+                if message.type == "error":
+                    errors.append(message.text)
+
             for k in range(loads + 1):  # the first load warms the server and the disk cache
                 context = browser.new_context(viewport={"width": 1600, "height": 1000})
                 page = context.new_page()
-                page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+                page.on("console", on_console)
                 page.on("pageerror", lambda e: errors.append(str(e)))
                 page.goto(f"{url}/graph/{graph_id}")
                 page.wait_for_selector("#explorer[data-interactive='1']", timeout=30_000)

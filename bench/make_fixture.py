@@ -84,7 +84,7 @@ def make_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
     backend.post_processor = processors.TemplateProcessing(
         single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", BOS_ID)]
     )
-    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+    return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token="<bos>",
         eos_token="<bos>",
@@ -119,7 +119,7 @@ def make_model(seed: int) -> GPT2LMHeadModel:
         tie_word_embeddings=True,
     )
     model = GPT2LMHeadModel(config)
-    model.eval()  # type: ignore[no-untyped-call]
+    model.eval()
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         # Make it less uniform than a fresh initialisation: peaky attention, non-trivial LayerNorm

@@ -30,10 +30,9 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> Iterator[None]:
+def _seed() -> None:
     random.seed(0)
     torch.manual_seed(0)
-    yield
 
 
 @pytest.fixture(scope="session")

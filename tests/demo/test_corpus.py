@@ -53,5 +53,5 @@ def test_held_out_antonyms_and_sums_absent() -> None:
         assert f"{antonym_prompt(lang, b)} {a}." not in text
     assert "the opposite of small is big." in text
     lines = set(text.split("\n"))
-    for a, b in world.addition_held_out:
-        assert f"{a}+{b}={a + b}" not in lines
+    for m, n in world.addition_held_out:
+        assert f"{m}+{n}={m + n}" not in lines

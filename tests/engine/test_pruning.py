@@ -40,7 +40,8 @@ def dense_logit_weights(graph: Graph) -> Tensor:
 
 def dense_influence(normalized: Tensor, logit_weights: Tensor) -> Tensor:
     eye = torch.eye(normalized.shape[0], dtype=torch.float64)
-    return logit_weights @ normalized @ torch.linalg.inv(eye - normalized)
+    inverse: Tensor = torch.linalg.inv(eye - normalized)
+    return logit_weights @ normalized @ inverse
 
 
 def dense_find_threshold(scores: Tensor, threshold: float) -> Tensor:
@@ -209,9 +210,9 @@ def test_prune_structure_and_monotonicity() -> None:
 @pytest.mark.parametrize("bad", [-0.1, 1.1, float("nan")])
 def test_prune_rejects_thresholds_outside_unit_interval(bad: float) -> None:
     graph = random_graph(seed=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="node_threshold must be between"):
         prune(graph, node_threshold=bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="edge_threshold must be between"):
         prune(graph, edge_threshold=bad)
 
 
@@ -277,9 +278,9 @@ def test_subgraph_scores() -> None:
 
     none = subgraph_scores(graph, [])
     assert none.replacement_score <= by_id.replacement_score + 1e-12
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown node id"):
         subgraph_scores(graph, ["99_99_99"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="out of range"):
         subgraph_scores(graph, [graph.n_nodes])
 
 
@@ -321,5 +322,5 @@ def test_pruned_graph_keeps_kept_parts_and_identity() -> None:
     keep_node[: graph.n_features] = kept_features
     torch.testing.assert_close(small.row_abs_totals, graph.row_abs_totals[keep_node])
     assert small.stats["pruning"]["node_threshold"] == 0.8
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not match this graph"):
         pruned_graph(small, result)

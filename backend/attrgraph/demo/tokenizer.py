@@ -53,7 +53,7 @@ def build_tokenizer(texts: Iterable[str], extra_words: Iterable[str] = ()) -> Pr
 
 
 def wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
-    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+    return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token=UNK, bos_token=BOS, eos_token=EOS, pad_token=PAD,
         model_max_length=96, add_bos_token=True,
     )  # fmt: skip

@@ -151,7 +151,7 @@ export function createInterventions(root, { graph, store, graphId }) {
   }
 
   async function testSubgraph() {
-    const { supernodes, pinnedIds, ivOptions } = store.get();
+    const { supernodes, ivOptions } = store.get();
     const groups = supernodes.length
       ? supernodes.map(([label, ...ids]) => ({ label, nodes: ids.map((id) => graph.byId.get(id)).filter((n) => n && n.kind === "feature") }))
       : pinnedFeatures().map((n) => ({ label: labelOf(n, labelOverrides(store.get())), nodes: [n] }));

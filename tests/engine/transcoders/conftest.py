@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,14 +68,14 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> Iterator[Path]:
+def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> Path:
     """An empty HF_HOME (its hub cache is HF_HOME/hub), with the other cache variables unset."""
     home = tmp_path / "hf_home"
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.chdir(tmp_path)
-    yield home
+    return home
 
 
 @pytest.fixture
