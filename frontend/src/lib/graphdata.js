@@ -1,32 +1,16 @@
-// The graph JSON (Neuronpedia / circuit-tracer format, see shared/interop) turned into what the
-// panels need: nodes with parsed ids, links as typed arrays with compressed-sparse-row adjacency
+// The graph JSON (Neuronpedia / circuit-tracer format, see docs/graph-format.md) turned into what
+// the panels need: nodes with parsed ids, links as typed arrays with compressed-sparse-row adjacency
 // (incoming and outgoing, each strongest first), the share of its target's input each link carries,
-// and which nodes are visible under the current thresholds.
+// and which nodes are visible under the current thresholds. Ids and feature keys are read by
+// lib/graphformat.js, the twin of the server's attrgraph.format.
+
+import { errorAddress, featureKey, nodeType } from "./graphformat.js";
 
 const KIND_ORDER = { embedding: 0, feature: 1, error: 2, logit: 3 };
 
-function kindOf(featureType) {
-  const t = String(featureType || "").toLowerCase();
-  if (t === "embedding") return "embedding";
-  if (t === "logit") return "logit";
-  if (t.includes("error")) return "error";
-  return "feature";
-}
-
-function cantorUnpair(z) {
-  const w = Math.floor((Math.sqrt(8 * z + 1) - 1) / 2);
-  const f = z - (w * (w + 1)) / 2;
-  return [w - f, f];
-}
-
-/** (layer, feature index) of a transcoder feature node: from `L_f_p`, else jsNodeId `L_f-x`, else Cantor. */
-function featureKey(raw) {
-  let m = /^(\d+)_(\d+)_(\d+)$/.exec(raw.node_id);
-  if (m) return [+m[1], +m[2]];
-  m = /^(\d+)_(\d+)-\d+$/.exec(raw.jsNodeId || "");
-  if (m) return [+m[1], +m[2]];
-  if (Number.isInteger(raw.feature) && raw.feature >= 0) return cantorUnpair(raw.feature);
-  return [Number(raw.layer) || 0, -1];
+function layerOf(raw, kind) {
+  const address = kind === "error" ? errorAddress(raw) : null;
+  return address ? address[0] : Number(raw.layer) || 0;
 }
 
 function logitToken(raw) {
@@ -58,23 +42,23 @@ export function buildGraph(raw) {
   const rawNodes = raw.nodes || [];
   const logitLayer = Math.max(
     -1,
-    ...rawNodes.filter((n) => kindOf(n.feature_type) === "logit").map((n) => Number(n.layer)).filter(Number.isFinite),
+    ...rawNodes.filter((n) => nodeType(n.feature_type) === "logit").map((n) => Number(n.layer)).filter(Number.isFinite),
   );
   let nLayers = Number.isInteger(extras.n_layers) ? extras.n_layers : logitLayer > 0 ? logitLayer - 1 : 0;
   for (const n of rawNodes) {
-    const k = kindOf(n.feature_type);
+    const k = nodeType(n.feature_type);
     if ((k === "feature" || k === "error") && Number(n.layer) + 1 > nLayers) nLayers = Number(n.layer) + 1;
   }
   let maxActivation = 0;
   const nodes = rawNodes.map((r, i) => {
-    const kind = kindOf(r.feature_type);
+    const kind = nodeType(r.feature_type);
     const ctx = Number(r.ctx_idx) || 0;
     const node = {
       i,
       id: String(r.node_id),
       kind,
       ctx,
-      layer: kind === "embedding" ? -1 : kind === "logit" ? nLayers : Number(r.layer) || 0,
+      layer: kind === "embedding" ? -1 : kind === "logit" ? nLayers : layerOf(r, kind),
       label: r.clerp || "",
       influence: typeof r.influence === "number" ? r.influence : null,
       activation: typeof r.activation === "number" ? r.activation : null,
@@ -86,7 +70,9 @@ export function buildGraph(raw) {
       raw: r,
     };
     if (kind === "feature") {
-      [node.featureLayer, node.featureIndex] = featureKey(r);
+      // A feature node that does not say which feature it is gets index -1 and no shared label.
+      const key = featureKey(r);
+      [node.featureLayer, node.featureIndex] = key || [Number(r.layer) || 0, -1];
       if (!node.label) node.label = `L${node.featureLayer} #${node.featureIndex}`;
       if (node.activation !== null) maxActivation = Math.max(maxActivation, Math.abs(node.activation));
     } else if (kind === "logit") {
@@ -135,7 +121,7 @@ export function buildGraph(raw) {
   // Features of the same (layer, index) at other positions.
   const byFeature = new Map();
   for (const node of nodes) {
-    if (node.kind !== "feature") continue;
+    if (node.kind !== "feature" || node.featureIndex < 0) continue;
     const key = `${node.featureLayer}_${node.featureIndex}`;
     if (!byFeature.has(key)) byFeature.set(key, []);
     byFeature.get(key).push(node);
