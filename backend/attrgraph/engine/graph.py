@@ -129,7 +129,7 @@ class Graph:
         return NodeKind.LOGIT
 
     def node_id(self, node: int) -> str:
-        """The interop node id (see shared/interop/README.md): `L_f_p`, `L_-1_p`, `E_t_p`, `{L+1}_v_p`."""
+        """The interop node id (docs/graph-format.md): `L_f_p`, `L_-1_p`, `E_t_p`, `{L+1}_v_p`."""
         kind = self.kind(node)
         if kind is NodeKind.FEATURE:
             layer, pos, feature = (int(v) for v in self.features[node])
