@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import orjson
@@ -55,7 +56,7 @@ def test_submit_events_and_fetch(api: str, worker: WorkerThread) -> None:
 
 
 def test_identical_request_is_served_from_cache(api: str, worker: WorkerThread) -> None:
-    body = {"prompt": "The opposite of hot is", "settings": {"max_n_logits": 5}}
+    body: dict[str, Any] = {"prompt": "The opposite of hot is", "settings": {"max_n_logits": 5}}
     with http(api) as client:
         first = client.post("/api/graphs", json=body).json()
         sse_events(client, first["events_url"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import httpx
 import jsonschema
@@ -146,7 +147,7 @@ def test_length_limits_and_inert_storage(api: str, settings: Settings) -> None:
 def test_live_events_reach_a_subscriber(api: str, settings: Settings) -> None:
     gid = store_example(settings)
     layer, index, _ = a_feature()
-    received: list[tuple[str, dict]] = []
+    received: list[tuple[str, dict[str, Any]]] = []
     ready = threading.Event()
 
     def listen() -> None:

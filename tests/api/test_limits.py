@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 
 from tests.support.services import ApiServer, WorkerThread, clear_prefix, free_port, make_settings
@@ -48,7 +50,7 @@ def test_prompt_token_limit_and_body_size(redis_url: str) -> None:
         assert c.post("/api/graphs", json={"prompt": "one two three"}).status_code == 202
         assert c.post("/api/graphs", json={"prompt": "x" * 5000}).status_code == 413
 
-        def chunks():  # no Content-Length: the limit applies to what is streamed
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies to what is streamed
             for _ in range(10):
                 yield b" " * 1000
 

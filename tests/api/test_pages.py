@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from typing import Any
 
 import httpx
 
@@ -13,10 +14,11 @@ from tests.support.browser import Service
 from tests.support.dallas import dallas_graph
 
 
-def page_data(html: str) -> dict:
+def page_data(html: str) -> dict[str, Any]:
     match = re.search(r'<script type="application/json" id="page-data">(.*?)</script>', html, re.S)
     assert match, html[:500]
-    return json.loads(match.group(1))
+    data: dict[str, Any] = json.loads(match.group(1))
+    return data
 
 
 def test_home_and_assets(service: Service) -> None:
