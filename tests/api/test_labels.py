@@ -225,3 +225,33 @@ def test_imports_take_whole_graphs_other_routes_stay_small(api: str, settings: S
             "/api/graphs", content=body, headers={**USER, "content-type": "application/json"}
         )
         assert too_big.status_code == 413 and str(settings.max_request_bytes) in too_big.text
+
+
+def test_imported_graph_with_cantor_and_js_ids_keys_labels_by_feature(api: str, settings: Settings) -> None:
+    """Feature nodes named by a Cantor number or only by their jsNodeId: the clerps become labels
+    under `layer_index`, the graph's label list finds them, and the export writes them back."""
+    graph = example_graph()
+    renames = {"20_15589_5": "121843834_5", "14_2268_4": "feature-b"}
+    for node in graph["nodes"]:
+        if node["node_id"] == "20_15589_5":
+            node["jsNodeId"] = "-"  # only the Cantor-paired `feature` says which feature it is
+        node["node_id"] = renames.get(node["node_id"], node["node_id"])
+    for link in graph["links"]:
+        link["source"] = renames.get(link["source"], link["source"])
+        link["target"] = renames.get(link["target"], link["target"])
+    graph["qParams"]["clerps"] = [["121843834_5", "say Austin"], ["feature-b", "Texas"]]
+    with http(api) as client:
+        first = client.post("/api/imports", params={"transcoders": "renamed-set"}, json=graph, headers=USER)
+        assert first.status_code == 201, first.text
+        assert first.json()["labels_written"] == 2
+        gid = first.json()["graph_id"]
+        labels = client.get(f"/api/graphs/{gid}/labels").json()["labels"]
+        assert {k: v["value"] for k, v in labels.items()} == {"20_15589": "say Austin", "14_2268": "Texas"}
+        assert client.get("/api/labels/renamed-set/14/2268").json()["value"] == "Texas"
+        assert client.get("/api/labels/renamed-set/20/15589/graphs").json()["graphs"][0]["graph_id"] == gid
+        exported = client.get(f"/api/graphs/{gid}/export").json()
+        clerps = dict(exported["qParams"]["clerps"])
+        assert clerps == {"121843834_5": "say Austin", "feature-b": "Texas"}
+        # The same graph again: stored once, nothing new to write.
+        again = client.post("/api/imports", params={"transcoders": "renamed-set"}, json=graph, headers=USER)
+        assert again.json()["graph_id"] == gid and again.json()["labels_written"] == 0

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import orjson
 import redis.asyncio as aioredis
 
+from attrgraph.format.feature_keys import feature_key_text
 from attrgraph.protocol.keys import Keys
 from attrgraph.protocol.records import text
 
@@ -40,8 +41,6 @@ if ARGV[2] == '' then redis.call('HDEL', KEYS[3], ARGV[5])
 else redis.call('HSET', KEYS[3], ARGV[5], ARGV[2]) end
 return {1, version}
 """
-
-FEATURE_TYPES_NOT = {"mlp reconstruction error", "embedding", "logit"}
 
 
 @dataclass(frozen=True)
@@ -76,16 +75,6 @@ class Conflict(Exception):
 
 class NoSuchVersion(Exception):
     pass
-
-
-def feature_key(node: dict[str, Any]) -> str | None:
-    """`layer_index` of a feature node in graph JSON; None for errors, embeddings and logits."""
-    if str(node.get("feature_type", "")) in FEATURE_TYPES_NOT:
-        return None
-    parts = str(node.get("node_id", "")).split("_")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
-        return None
-    return f"{parts[0]}_{parts[1]}"
 
 
 class Annotations:
@@ -177,11 +166,12 @@ class Annotations:
     # --- the feature index -------------------------------------------------------------------------
 
     async def graph_features(self, graph_id: str) -> list[str]:
-        """The feature keys a stored graph uses (from its node hash), sorted."""
+        """The feature keys a stored graph uses (from its node hash), sorted; read by attrgraph.format
+        as the page reads them, whatever convention the graph's node ids follow."""
         values = await self.r.hvals(self.keys.graph_nodes(graph_id))
         found = set()
         for raw in values:
-            key = feature_key(orjson.loads(raw).get("node", {}))
+            key = feature_key_text(orjson.loads(raw).get("node", {}))
             if key is not None:
                 found.add(key)
         return sorted(found)

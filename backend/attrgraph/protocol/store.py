@@ -84,6 +84,32 @@ return redis.call('SCARD', KEYS[2])
 """
 
 
+class _Put:
+    """The two script calls that store one graph, the same for the worker's sync client and the
+    API's async one: commit it (its node hash is written first), then evict down to the bound."""
+
+    def __init__(
+        self, keys: Keys, meta: GraphSummary, gz_json: bytes, nodes: dict[str, bytes], cache_bytes: int
+    ) -> None:
+        k = keys
+        gid = meta.graph_id
+        size = len(gz_json) + sum(len(n) + len(v) for n, v in nodes.items())
+        summary = meta.model_copy(update={"bytes": size}).model_dump_json(exclude={"pinned"})
+        self.nodes_key = k.graph_nodes(gid)
+        self.commit_keys = [
+            k.graph(gid),
+            k.graph_meta(gid),
+            k.graphs_recent,
+            k.graphs_lru,
+            k.graphs_sizes,
+            k.graphs_bytes,
+            k.graph_refs(gid),
+        ]
+        self.commit_args: list[Any] = [gid, gz_json, summary, size, time.time(), RECENT_MAX]
+        self.evict_keys = [k.graphs_lru, k.graphs_bytes, k.graphs_sizes, k.graphs_recent]
+        self.evict_args: list[Any] = [cache_bytes, k.graph_prefix, gid]
+
+
 class GraphWriter:
     """The worker's side: store a finished graph and keep the cache within its bound."""
 
@@ -99,42 +125,39 @@ class GraphWriter:
 
     def put(self, meta: GraphSummary, gz_json: bytes, nodes: dict[str, bytes]) -> bool:
         """Store a graph; False when the same graph was already there (nothing changes)."""
-        k = self.keys
-        gid = meta.graph_id
-        if self.exists(gid):
+        if self.exists(meta.graph_id):
             return False
-        size = len(gz_json) + sum(len(n) + len(v) for n, v in nodes.items())
-        meta = meta.model_copy(update={"bytes": size})
+        put = _Put(self.keys, meta, gz_json, nodes, self.cache_bytes)
         if nodes:
-            self.r.hset(k.graph_nodes(gid), mapping=nodes)  # type: ignore[arg-type]
-        stored = bool(
-            self._commit(
-                keys=[
-                    k.graph(gid),
-                    k.graph_meta(gid),
-                    k.graphs_recent,
-                    k.graphs_lru,
-                    k.graphs_sizes,
-                    k.graphs_bytes,
-                    k.graph_refs(gid),
-                ],
-                args=[gid, gz_json, meta.model_dump_json(exclude={"pinned"}), size, time.time(), RECENT_MAX],
-            )
-        )
-        self._evict(
-            keys=[k.graphs_lru, k.graphs_bytes, k.graphs_sizes, k.graphs_recent],
-            args=[self.cache_bytes, k.graph_prefix, gid],
-        )
+            self.r.hset(put.nodes_key, mapping=nodes)  # type: ignore[arg-type]
+        stored = bool(self._commit(keys=put.commit_keys, args=put.commit_args))
+        self._evict(keys=put.evict_keys, args=put.evict_args)
         return stored
 
 
 class GraphStore:
-    """The API's side: fetch graphs, nodes and lists; pin and unpin."""
+    """The API's side: fetch graphs, nodes and lists; pin and unpin; store an imported graph."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self.r = client
         self.keys = keys
         self._ref = client.register_script(_REF)
+        self._commit = client.register_script(_COMMIT)
+        self._evict = client.register_script(_EVICT)
+
+    async def put(
+        self, meta: GraphSummary, gz_json: bytes, nodes: dict[str, bytes], cache_bytes: int
+    ) -> bool:
+        """Store a graph as a worker does (`GraphWriter.put`), on the API's own async client;
+        False when the same graph was already there."""
+        if await self.exists(meta.graph_id):
+            return False
+        put = _Put(self.keys, meta, gz_json, nodes, cache_bytes)
+        if nodes:
+            await self.r.hset(put.nodes_key, mapping=nodes)  # type: ignore[arg-type]
+        stored = bool(await self._commit(keys=put.commit_keys, args=put.commit_args))
+        await self._evict(keys=put.evict_keys, args=put.evict_args)
+        return stored
 
     async def get_compressed(self, graph_id: str) -> bytes | None:
         """The gzip bytes, refreshing the graph's LRU place in the same round trip."""

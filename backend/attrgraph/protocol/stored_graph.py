@@ -1,4 +1,4 @@
-"""Turn an exported graph (Neuronpedia / circuit-tracer JSON, see shared/interop) into what the
+"""Turn an exported graph (Neuronpedia / circuit-tracer JSON, see docs/graph-format.md) into what the
 store keeps: the compressed JSON the API serves as is, a per-node index, and a summary.
 
 Pure functions on dicts and bytes: no torch, so the tests and benchmarks use them without a model.

@@ -18,7 +18,6 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import orjson
-import redis
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field, StrictStr
@@ -27,11 +26,10 @@ from attrgraph.api.auth import WriterDep, identity, parse_tokens
 from attrgraph.api.collab import WRITE_ERRORS, AnnotationsDep
 from attrgraph.api.deps import KeysDep, RedisDep, SettingsDep, StoreDep
 from attrgraph.api.responses import ERRORS, OrjsonResponse, not_found
+from attrgraph.format.clerps import labels_from_clerps, with_labels
 from attrgraph.protocol import stored_graph
-from attrgraph.protocol.annotations import Conflict, feature_key
+from attrgraph.protocol.annotations import Conflict
 from attrgraph.protocol.schemas import ID_PATTERN, NAME_PATTERN, GraphId
-from attrgraph.protocol.store import GraphWriter
-from attrgraph.settings import DEFAULT_REDIS_URL
 
 router = APIRouter(tags=["views"])
 
@@ -126,28 +124,6 @@ async def open_view(view_id: ViewId, redis_client: RedisDep, keys: KeysDep) -> R
 # --- export / import ---------------------------------------------------------------------------------
 
 
-def with_labels(graph: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
-    """Shared labels written into the graph JSON: each labelled feature node's clerp, and qParams.clerps
-    ([node id, label] pairs, which Neuronpedia's viewer and circuit-tracer read back)."""
-    clerps = []
-    nodes = []
-    for node in graph.get("nodes", []):
-        key = feature_key(node)
-        if key is not None and labels.get(key):
-            node = {**node, "clerp": labels[key]}
-            clerps.append([str(node["node_id"]), labels[key]])
-        nodes.append(node)
-    q_params = dict(graph.get("qParams") or {})
-    q_params.setdefault("pinnedIds", [])
-    q_params.setdefault("supernodes", [])
-    q_params.setdefault("linkType", "both")
-    q_params.setdefault("clickedId", "")
-    q_params.setdefault("sg_pos", "")
-    if clerps:
-        q_params["clerps"] = clerps
-    return {**graph, "nodes": nodes, "qParams": q_params}
-
-
 @router.get("/api/graphs/{graph_id}/export", responses=ERRORS)
 async def export_graph(
     graph_id: GraphId,
@@ -181,28 +157,19 @@ async def export_graph(
     return OrjsonResponse(graph, headers=headers)
 
 
-def _store_graph(settings: Any, graph: dict[str, Any], graph_id: str, model: str, transcoders: str) -> bool:
-    from attrgraph.protocol.keys import Keys
-
-    client = redis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
-    try:
-        meta, gz, nodes = stored_graph.encode(graph, graph_id=graph_id, model=model, transcoders=transcoders)
-        return GraphWriter(client, Keys(settings.key_prefix), settings.graph_cache_bytes).put(meta, gz, nodes)
-    finally:
-        client.close()
-
-
 @router.post("/api/imports", status_code=201, responses=WRITE_ERRORS)
 async def import_graph(
     request: Request,
     author: WriterDep,
     settings: SettingsDep,
     annotations: AnnotationsDep,
+    store: StoreDep,
     model: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     transcoders: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
 ) -> OrjsonResponse:
     """Store a graph exported here or by circuit-tracer / Neuronpedia. Labels in qParams.clerps
-    (by node id or layer_index feature key) become shared labels of the transcoder set."""
+    (by node id or layer_index feature key) become shared labels of the transcoder set, under the
+    feature keys attrgraph.format reads, which the page reads too (docs/graph-format.md)."""
     raw = await request.body()
     try:
         graph = orjson.loads(raw)
@@ -219,18 +186,16 @@ async def import_graph(
     model_name = model or str(metadata.get("scan") or "imported")[:100]
     tc_name = transcoders or str(metadata.get("transcoder_set") or model_name)[:100]
     graph_id = hashlib.sha256(b"import\0" + orjson.dumps(graph, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
-    await asyncio.to_thread(_store_graph, settings, graph, graph_id, model_name, tc_name)
+    # Encoding a large graph takes a while: off the event loop, as the store's own calls are.
+    meta, gz, nodes = await asyncio.to_thread(
+        stored_graph.encode, graph, graph_id=graph_id, model=model_name, transcoders=tc_name
+    )
+    await store.put(meta, gz, nodes, settings.graph_cache_bytes)
     await annotations.index_graph(graph_id, tc_name)
-    by_node = {str(n.get("node_id")): feature_key(n) for n in graph["nodes"] if isinstance(n, dict)}
     written = 0
     conflicts = []
-    for pair in (graph.get("qParams") or {}).get("clerps") or []:
-        if not isinstance(pair, list) or len(pair) < 2:
-            continue
-        key = by_node.get(str(pair[0])) or (str(pair[0]) if str(pair[0]).count("_") == 1 else None)
-        label = str(pair[1]).strip()[: settings.max_label_chars]
-        if key is None or not label:
-            continue
+    for key, full_label in labels_from_clerps(graph).items():
+        label = full_label[: settings.max_label_chars]
         current = await annotations.get("label", tc_name, key)
         if current.value == label:
             continue
