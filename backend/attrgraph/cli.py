@@ -39,10 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Plain imports: a broken subcommand module must fail the command, not vanish from --help.
     # Both modules import only the standard library at the top; their handlers load the rest.
     from attrgraph.demo.cli import add_demo_subcommand
+    from attrgraph.hub_cli import add_hub_subcommands
     from attrgraph.service_cli import add_service_subcommands
 
     add_demo_subcommand(sub)
     add_service_subcommands(sub)
+    add_hub_subcommands(sub)
     return parser
 
 
@@ -75,6 +77,7 @@ def _add_trace(sub: Any) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("-o", "--output", type=Path, help="write the pruned graph JSON (Neuronpedia format)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--offline", action="store_true", help="no downloads: hub files must be cached")
     p.set_defaults(handler=_run_trace)
 
 
@@ -98,6 +101,9 @@ def _run_trace(args: argparse.Namespace) -> int:
             raise CliError(f"--{name.replace('_', '-')} must be in [0, 1]")
     if args.output is not None and not args.output.parent.exists():
         raise CliError(f"cannot write {args.output}: directory {args.output.parent} does not exist")
+    from attrgraph.hub_cli import apply_hub_flags
+
+    apply_hub_flags(args)  # --offline, --quiet, and a preset name in --model
     model_source, transcoder_source = default_sources(args.model, args.transcoders)
     progress = _ProgressBar(enabled=not args.quiet)
     try:

@@ -1,4 +1,4 @@
-"""engine/models.py: load_model from local directories, GGUF files and the (fake) local HF cache."""
+"""engine/models.py: load_model from local directories, GGUF files and a hand-laid HF cache, offline."""
 
 from __future__ import annotations
 
@@ -213,7 +213,7 @@ def test_hub_id_from_local_cache(
     )
     # an explicit commit works too; an unknown branch is a readable error
     assert load_model("tiny-org/tiny-qwen3", cache_dir=cache, revision=FAKE_SHA).revision == FAKE_SHA
-    with pytest.raises(ModelLoadError, match="not in the local cache"):
+    with pytest.raises(ModelLoadError, match="not in the local Hugging Face cache"):
         load_model("tiny-org/tiny-qwen3", cache_dir=cache, revision="no-such-branch")
 
 
@@ -279,9 +279,9 @@ def test_unknown_model_type_is_readable(tmp_path: Path, tiny_model_dir: Callable
 
 def test_hub_id_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError, match="not in the local cache") as info:
+    with pytest.raises(ModelLoadError, match="not in the local Hugging Face cache") as info:
         load_model("some-org/not-downloaded", cache_dir=tmp_path)
-    assert "never downloaded" in str(info.value)
+    assert "`attrgraph pull --model some-org/not-downloaded`" in str(info.value)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")

@@ -1,13 +1,15 @@
-"""Loading the language model to trace: a local HF directory, a .gguf file, or a hub id from the local cache.
+"""Loading the language model to trace: a local HF directory, a .gguf file, or a hub id.
 
     lm = load_model("path/to/model-dir")                 # config.json + safetensors + tokenizer files
     lm = load_model("path/to/model.Q8_0.gguf")           # or a directory holding exactly one .gguf
-    lm = load_model("google/gemma-2-2b", dtype="bfloat16")  # hub id, from the local HF cache only
+    lm = load_model("google/gemma-2-2b", dtype="bfloat16")  # hub id ("org/name@revision" pins one)
 
-Nothing is ever downloaded: a hub id resolves against the local Hugging Face cache
-(`local_files_only=True`) and fails with a `ModelLoadError` when it is not there. GGUF files go
-through transformers' own GGUF support (`from_pretrained(dir, gguf_file=name)`), which dequantizes
-the weights into an ordinary dense model of the requested dtype.
+A hub id is downloaded on first use (config, tokenizer and safetensors weights only: see
+engine/downloads.py) and read from the Hugging Face cache after that; offline (`offline=True` or
+$HF_HUB_OFFLINE=1) it must be cached, else a `ModelLoadError` names what is missing and the
+`attrgraph pull` command that fetches it. GGUF files go through transformers' own GGUF support
+(`from_pretrained(dir, gguf_file=name)`), which dequantizes the weights into an ordinary dense model
+of the requested dtype.
 
 The model comes back in eval mode, with eager attention (so attention patterns are explicit
 tensors the engine can freeze) and with `requires_grad` off on every parameter: attribution takes
@@ -215,31 +217,22 @@ def _looks_like_repo_id(text: str) -> bool:
     return bool(_REPO_ID_RE.match(text)) and not text.endswith(".gguf") and ".." not in text
 
 
-def _resolve_hub_id(repo_id: str, *, revision: str | None, cache_dir: str | Path | None) -> _Source:
-    from huggingface_hub import constants, snapshot_download
+def _resolve_hub_id(
+    repo_id: str, *, revision: str | None, cache_dir: str | Path | None, offline: bool | None
+) -> _Source:
+    from .downloads import resolve_model
+    from .hub import HubError, is_offline
 
-    where = str(cache_dir) if cache_dir is not None else constants.HF_HUB_CACHE
     try:
-        snapshot = Path(
-            snapshot_download(
-                repo_id,
-                revision=revision,
-                cache_dir=cache_dir,
-                local_files_only=True,
-            )
-        )
-    except Exception as err:  # LocalEntryNotFoundError, incomplete snapshot, bad revision, ...
-        rev = f" at revision {revision!r}" if revision else ""
-        raise ModelLoadError(
-            f"{repo_id!r} is not a local file or directory, and the Hugging Face hub id {repo_id!r}{rev} "
-            f"is not in the local cache ({where}). Models are never downloaded here: fetch it on a "
-            f"machine with network access (`hf download {repo_id}`) into that cache, or pass a local "
-            f"model directory or .gguf file. ({type(err).__name__}: {err})"
-        ) from err
-    return _resolve_directory(snapshot, model_id=repo_id, revision=snapshot.name)
+        snapshot, commit = resolve_model(repo_id, revision, offline=is_offline(offline), cache=cache_dir)
+    except HubError as err:
+        raise ModelLoadError(str(err)) from err
+    return _resolve_directory(snapshot, model_id=repo_id, revision=commit)
 
 
-def _resolve_source(source: str | Path, *, revision: str | None, cache_dir: str | Path | None) -> _Source:
+def _resolve_source(
+    source: str | Path, *, revision: str | None, cache_dir: str | Path | None, offline: bool | None
+) -> _Source:
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":
@@ -257,11 +250,14 @@ def _resolve_source(source: str | Path, *, revision: str | None, cache_dir: str 
             logger.warning("revision=%r ignored for local directory %s", revision, path)
         return _resolve_directory(path, model_id=str(path), revision=None)
     text = str(source)
-    if isinstance(source, str) and _looks_like_repo_id(text):
-        return _resolve_hub_id(text, revision=revision, cache_dir=cache_dir)
+    repo_id, _, pinned = text.partition("@")
+    if isinstance(source, str) and _looks_like_repo_id(repo_id) and "/" in repo_id:
+        if pinned and revision and pinned != revision:
+            raise ModelLoadError(f"{text}: revision {pinned!r} conflicts with revision={revision!r}")
+        return _resolve_hub_id(repo_id, revision=pinned or revision, cache_dir=cache_dir, offline=offline)
     raise ModelLoadError(
         f"model source {text!r} does not exist: pass an existing model directory, a .gguf file, "
-        "or a Hugging Face hub id ('org/name') that is in the local cache"
+        "or a Hugging Face hub id ('org/name', optionally '@revision')"
     )
 
 
@@ -330,17 +326,19 @@ def load_model(
     dtype: torch.dtype | str = torch.float32,
     revision: str | None = None,
     cache_dir: str | Path | None = None,
+    offline: bool | None = None,
 ) -> LoadedModel:
-    """Load a causal LM and its tokenizer from a local directory, a .gguf file or a cached hub id.
+    """Load a causal LM and its tokenizer from a local directory, a .gguf file or a hub id.
 
     `revision` selects a branch, tag or commit of a hub id (default "main"); it is ignored for local
-    sources. `cache_dir` overrides the Hugging Face cache location for hub ids. Raises
-    `ModelLoadError` (a ValueError) with a readable message for a missing source, an unsupported
-    family, a hub id that is not cached, an unavailable device or an unknown dtype.
+    sources. `cache_dir` overrides the Hugging Face cache location for hub ids; `offline` (default:
+    $HF_HUB_OFFLINE) forbids downloads. Raises `ModelLoadError` (a ValueError) with a readable message
+    for a missing source, an unsupported family, a hub id that cannot be had (offline and not cached,
+    gated, not found), an unavailable device or an unknown dtype.
     """
     torch_device = resolve_device(device)
     torch_dtype = parse_dtype(dtype)
-    src = _resolve_source(source, revision=revision, cache_dir=cache_dir)
+    src = _resolve_source(source, revision=revision, cache_dir=cache_dir, offline=offline)
     if src.gguf_file and (missing := _missing_gguf_packages()):
         raise ModelLoadError(
             f"loading {src.path} needs the {' and '.join(missing)} package(s), which transformers uses "

@@ -1,7 +1,9 @@
-"""Load a `TranscoderSet` from a local directory or from the local Hugging Face cache.
+"""Load a `TranscoderSet` from a local directory or from the Hugging Face hub.
 
 `source` is a directory (or its config.yaml), or a hub reference (`org/name[/subfolder]`, optionally
-`hf://` and `@revision`) resolved from the local cache only: nothing is ever downloaded.
+`hf://` and `@revision`). Hub files (and `hf://` files a config lists) are downloaded on first use and
+read from the cache after that; offline ($HF_HUB_OFFLINE=1 or `offline=True`) a missing one is a
+`TranscoderLoadError` naming it and the `attrgraph pull --transcoders ...` command that fetches it.
 
 A directory holds an optional config.yaml (`model_kind`: transcoder_set | cross_layer_transcoder,
 `feature_input_hook`, `feature_output_hook`, optional `name`, `model_name`, `activation`
@@ -36,9 +38,10 @@ from typing import Any
 import torch
 import yaml
 
+from ..downloads import resolve_transcoders, resolve_uri, transcoders_pull
+from ..hub import HubError, HubRef, is_offline, parse_hub_ref
 from . import gemma_scope2, published
 from .base import Activation, InputSite, TranscoderSet
-from .hub_cache import HubCacheMiss, parse_hub_ref, resolve_file, resolve_snapshot
 from .layer_files import LayerReader, TranscoderLoadError, read_names, read_topk
 
 __all__ = [
@@ -104,16 +107,19 @@ def load_transcoders(
     revision: str | None = None,
     cache_dir: str | Path | None = None,
     max_cached_layers: int = 4,
+    offline: bool | None = None,
 ) -> TranscoderSet:
     """Load a transcoder set (see the module docstring for the accepted layouts).
 
     lazy=True reads each layer from its memory-mapped file when first used and keeps at most
-    `max_cached_layers`; None chooses lazy above `LAZY_ABOVE_BYTES` of weights.
+    `max_cached_layers`; None chooses lazy above `LAZY_ABOVE_BYTES` of weights. `offline` (default:
+    $HF_HUB_OFFLINE) forbids downloads.
     """
     try:
-        directory, commit, default_name = _locate(source, revision, cache_dir)
+        hub = _Hub(is_offline(offline), cache_dir, transcoders_pull(str(source)))
+        directory, commit, default_name = _locate(source, revision, hub)
         config = _read_config(directory)
-        layout = _layout(directory, config, cache_dir)
+        layout = _layout(directory, config, hub)
         default_hook = published.default_input_hook(layout.files, layout.global_topk)
         site = input_site_for_hook(str(config.get("feature_input_hook", default_hook)))
         check_output_hook(str(config.get("feature_output_hook", "hook_mlp_out")))
@@ -140,11 +146,20 @@ def load_transcoders(
         )
     except TranscoderLoadError:
         raise
-    except (HubCacheMiss, OSError, ValueError) as e:
+    except (HubError, OSError, ValueError) as e:
         raise TranscoderLoadError(" ".join(str(e).split())) from e
 
 
-def _locate(source: str | Path, revision: str | None, cache_dir: str | Path | None) -> tuple[Path, str, str]:
+@dataclass(frozen=True)
+class _Hub:
+    """How hub files are had for one load: whether downloads are allowed, where the cache is."""
+
+    offline: bool
+    cache_dir: str | Path | None
+    pull: str  # the `attrgraph pull` command a missing file's message names
+
+
+def _locate(source: str | Path, revision: str | None, hub: _Hub) -> tuple[Path, str, str]:
     """(directory, hub commit or "", default name) of a source."""
     text = str(source)
     path = Path(source).expanduser()
@@ -159,13 +174,9 @@ def _locate(source: str | Path, revision: str | None, cache_dir: str | Path | No
         raise TranscoderLoadError(f"{source}: no such directory, and not a hub id (org/name)")
     if revision and ref.revision and revision != ref.revision:
         raise TranscoderLoadError(f"{source}: revision {ref.revision!r} conflicts with revision={revision!r}")
-    snapshot, commit = resolve_snapshot(ref.repo_id, ref.revision or revision, cache_dir)
-    directory = snapshot / ref.path
-    if directory.name == "config.yaml" and directory.is_file():
-        directory = directory.parent
-    if not directory.is_dir():
-        raise TranscoderLoadError(f"{source}: folder {ref.path!r} is not in the cached snapshot {commit}")
-    return directory, commit, f"{ref.repo_id}/{ref.path}".rstrip("/")
+    pinned = HubRef(ref.repo_id, ref.path, ref.revision or revision)
+    directory, commit = resolve_transcoders(pinned, offline=hub.offline, cache=hub.cache_dir, source=text)
+    return directory, commit, f"{ref.repo_id}/{ref.path.removesuffix('config.yaml')}".rstrip("/")
 
 
 def _read_config(directory: Path) -> dict[str, Any]:
@@ -183,7 +194,7 @@ def _read_config(directory: Path) -> dict[str, Any]:
     return config
 
 
-def _layout(directory: Path, config: dict[str, Any], cache_dir: str | Path | None) -> _Layout:
+def _layout(directory: Path, config: dict[str, Any], hub: _Hub) -> _Layout:
     default_kind = "cross_layer_transcoder" if (directory / "W_enc_0.safetensors").exists() else _KINDS[0]
     kind = config.get("model_kind", default_kind)
     if kind not in _KINDS:
@@ -192,7 +203,7 @@ def _layout(directory: Path, config: dict[str, Any], cache_dir: str | Path | Non
     if listed is not None:
         if not isinstance(listed, list) or not listed:
             raise TranscoderLoadError(f"{directory}/config.yaml: `transcoders:` must be a non-empty list")
-        files = [_listed_file(directory, str(e), i, cache_dir) for i, e in enumerate(listed)]
+        files = [_listed_file(directory, str(e), i, hub) for i, e in enumerate(listed)]
     elif kind == "cross_layer_transcoder" and (directory / "W_enc_0.safetensors").exists():
         enc = _numbered(directory, "W_enc_{}.safetensors")
         dec = [directory / f"W_dec_{i}.safetensors" for i in range(len(enc))]
@@ -234,9 +245,9 @@ def _numbered(directory: Path, pattern: str) -> list[Path]:
     return [directory / pattern.format(i) for i in range(len(found))]
 
 
-def _listed_file(directory: Path, entry: str, layer: int, cache_dir: str | Path | None) -> Path:
+def _listed_file(directory: Path, entry: str, layer: int, hub: _Hub) -> Path:
     if entry.startswith("hf://"):
-        return resolve_file(entry, cache_dir)
+        return resolve_uri(entry, pull=hub.pull, offline=hub.offline, cache=hub.cache_dir)
     path = Path(entry).expanduser()
     path = path if path.is_absolute() else directory / path
     if not path.is_file():
