@@ -29,6 +29,7 @@ def add_service_subcommands(subparsers: Any) -> None:
         "--workers", type=int, default=1, help="worker processes to start (0: use external ones)"
     )
     serve.add_argument("--data-dir", type=Path, help="where the embedded Redis keeps its data")
+    serve.add_argument("--model", metavar="PRESET", help="serve a preset (`attrgraph models`), not the demo")
     _common(serve)
     serve.set_defaults(handler=_serve)
 
@@ -60,10 +61,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             updates[name] = value
     if getattr(args, "model", None):
         name, _, path = args.model.partition("=")
-        transcoders = dict(t.partition("=")[::2] for t in args.transcoders or [])
-        if not path or not transcoders:
+        transcoders = dict(t.partition("=")[::2] for t in getattr(args, "transcoders", None) or [])
+        if not path and not transcoders:  # a preset name: its model and transcoders
+            from attrgraph.hub_cli import preset_model_spec
+
+            updates["worker_models"] = [preset_model_spec(name)]
+        elif not path or not transcoders:
             raise SystemExit("--model NAME=PATH needs at least one --transcoders NAME=PATH")
-        updates["worker_models"] = [ModelSpec(name=name, path=path, transcoders=transcoders)]
+        else:
+            updates["worker_models"] = [ModelSpec(name=name, path=path, transcoders=transcoders)]
     settings = Settings()
     return settings.model_copy(update=updates) if updates else settings
 
