@@ -5,7 +5,8 @@ the API and the page (its JavaScript twin) read graphs with too.
 export.py   to_json / dumps: a Graph as graph JSON, shaped by one ExportOptions (options.py)
 imports.py  from_json: graph JSON (ours, circuit-tracer's, Neuronpedia's) as a Graph
 extras.py   metadata.attrgraph: what only this project writes and reads back
-links.py    the links of an imported graph; reading.py: GraphFormatError and value readers
+tokens.py   the prompt and logit targets of an imported graph; links.py: its links
+reading.py  GraphFormatError and the value readers the import shares
 """
 
 from attrgraph.engine.interop.export import GENERATOR_NAME, SCHEMA_VERSION, build_document, dumps, to_json
