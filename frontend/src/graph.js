@@ -6,7 +6,7 @@ import "./styles/graph.css";
 import { el, isTyping, pageData } from "./lib/dom.js";
 import { getJSON } from "./lib/api.js";
 import { buildGraph } from "./lib/graphdata.js";
-import { createStore, fromSearch, select, togglePin, walkBack } from "./lib/state.js";
+import { createStore, fromSearch, select, toggleHidden, togglePin, walkBack } from "./lib/state.js";
 import { subgraphScores } from "./lib/scores.js";
 import { createLinkGraph } from "./panels/linkgraph.js";
 import { createConnections } from "./panels/connections.js";
@@ -15,6 +15,7 @@ import { createCollab } from "./panels/collab.js";
 import { createSubgraph } from "./panels/subgraph.js";
 import { createInterventions } from "./panels/interventions.js";
 import { createBreadcrumb, createToolbar } from "./panels/toolbar.js";
+import { createPanes } from "./lib/panes.js";
 
 const timing = { start: performance.now() };
 
@@ -45,6 +46,7 @@ function sanitize(state, graph) {
     clickedId,
     trail: trail.length && trail[trail.length - 1] === clickedId ? trail : clickedId ? [clickedId] : [],
     pinnedIds: state.pinnedIds.filter(known),
+    hiddenIds: state.hiddenIds.filter(known),
     supernodes: state.supernodes
       .map(([label, ...ids]) => [label, ...ids.filter(known)])
       .filter((g) => g.length >= 3),
@@ -78,8 +80,9 @@ async function main() {
   loading.remove();
   explorer.dataset.state = "ready";
 
+  const panes = createPanes(explorer);
   const linkGraph = createLinkGraph(document.getElementById("linkgraph"), { graph, store, timing });
-  const toolbar = createToolbar(document.getElementById("toolbar"), { graph, store, linkGraph });
+  const toolbar = createToolbar(document.getElementById("toolbar"), { graph, store, linkGraph, panes });
   createBreadcrumb(document.getElementById("breadcrumb"), { graph, store });
   const connections = createConnections(document.getElementById("connections"), { graph, store, graphId: data.graphId });
   const collab = createCollab({
@@ -102,10 +105,24 @@ async function main() {
     store,
     title: `${summary.prompt || graph.metadata.prompt || ""} (${summary.model || graph.metadata.scan || ""})`,
   });
-  const ivRoot = el("section.panel.panel-interventions#interventions", { "aria-label": "Interventions" });
-  explorer.classList.add("with-interventions");
-  explorer.append(ivRoot);
-  const interventions = createInterventions(ivRoot, { graph, store, graphId: data.graphId });
+  const ivRoot = document.getElementById("interventions");
+  const interventions = createInterventions(ivRoot, { graph, store, graphId: data.graphId, panes });
+  panes.controls("linkgraph", { collapse: false, maxTitle: "Full window (Esc to leave)" });
+  panes.controls("subgraph", { maxTitle: "Large subgraph view" });
+  panes.controls("connections");
+  panes.controls("feature", { maxTitle: "Large feature dashboard" });
+  panes.controls("interventions", { collapse: false });
+  // The subgraph takes a header's room until something is pinned; the interventions column none
+  // until it is opened (or a link brings interventions).
+  let hadPins = store.get().pinnedIds.length > 0;
+  panes.setCollapsed("subgraph", !hadPins);
+  store.subscribe((s, changed) => {
+    if (!changed.has("pinnedIds")) return;
+    const has = s.pinnedIds.length > 0;
+    if (has && !hadPins && panes.isCollapsed("subgraph")) panes.setCollapsed("subgraph", false);
+    hadPins = has;
+  });
+  if (store.get().interventions.length) panes.setInterventions(true);
   if (graph.thinned) {
     document.getElementById("toolbar").append(
       el("div.tool.note", { title: "The graph is too large to send whole; each clicked node's full edge list is fetched on demand." },
@@ -136,6 +153,7 @@ async function main() {
         break;
       case "Escape":
         toolbar.toggleHelp(false);
+        toolbar.closePopups();
         if (state.checked.length) store.set({ checked: [] });
         else select(store, null);
         break;
@@ -143,6 +161,15 @@ async function main() {
       case "P":
         if (!state.clickedId) return;
         togglePin(store, state.clickedId);
+        break;
+      case "h":
+      case "H":
+        if (!state.clickedId) return;
+        toggleHidden(store, state.clickedId);
+        break;
+      case "f":
+      case "F":
+        panes.maximize(panes.maximized() === "linkgraph" ? null : "linkgraph");
         break;
       case "/":
         toolbar.focusSearch();
@@ -161,7 +188,7 @@ async function main() {
   // The second animation frame starts once the first frame with the graph has been painted.
   requestAnimationFrame(() => requestAnimationFrame(() => (timing.firstFrame = performance.now())));
   // For tests and benchmarks: the page's objects and when it became interactive.
-  window.__attrgraph = { graph, store, linkGraph, subgraph, interventions, timing, subgraphScores, collab };
+  window.__attrgraph = { graph, store, linkGraph, subgraph, interventions, timing, subgraphScores, collab, panes };
   explorer.dataset.interactive = "1";
 }
 

@@ -1,11 +1,13 @@
 // Link-graph layout: token positions along x, layers along y (embeddings at the bottom, output
-// logits on top). Each position's column is as wide as its busiest layer needs; the nodes of one
-// (layer, position) cell spread evenly across the column, most influential first, and a crowded
-// cell staggers its nodes over a few sub-rows so they stay apart.
+// logits on top). Each position's column is as wide as its busiest layer needs (a position with no
+// node but its token gets a narrow column); the nodes of one (layer, position) cell spread evenly
+// across the column, most influential first, and a crowded cell staggers its nodes over a few
+// sub-rows so they stay apart. The top margin holds the output labels, the bottom one the token
+// labels (panels/linkgraph.js places both so that none overlaps another).
 
 import { compareNodes } from "./graphdata.js";
 
-export const MARGIN = { top: 74, right: 24, bottom: 30, left: 44 };
+export const MARGIN = { top: 84, right: 28, bottom: 70, left: 40 };
 const MIN_SPACING = 9; // px between node centres before a cell staggers into sub-rows
 
 export function layoutGraph(graph, mask, width, height) {
@@ -27,10 +29,12 @@ export function layoutGraph(graph, mask, width, height) {
     if (!cell) cells.set(key, (cell = []));
     cell.push(node);
   }
-  const need = new Float64Array(graph.nPos).fill(1.5);
+  // Positions holding nothing but their token get a narrow column (a quarter of a busy one's).
+  const roomy = innerW / Math.max(1, graph.nPos) >= 32; // room enough: no column narrows
+  const need = new Float64Array(graph.nPos).fill(roomy ? 1.5 : 0.1);
   for (const [key, cell] of cells) {
     const pos = key % graph.nPos;
-    need[pos] = Math.max(need[pos], cell.length);
+    if (key >= graph.nPos) need[pos] = Math.max(need[pos], 1.5, cell.length);
   }
   // Square-root damping: one very busy position gets more room, but not all of it.
   const weights = Array.from(need, (v) => Math.sqrt(v));
@@ -39,7 +43,7 @@ export function layoutGraph(graph, mask, width, height) {
   let cursor = MARGIN.left;
   for (let p = 0; p < graph.nPos; p++) {
     const w = (innerW * weights[p]) / total;
-    columns.push({ pos: p, x0: cursor, x1: cursor + w, center: cursor + w / 2, token: graph.tokens[p] ?? "" });
+    columns.push({ pos: p, x0: cursor, x1: cursor + w, center: cursor + w / 2, token: graph.tokens[p] ?? "", busy: need[p] > 0.1 });
     cursor += w;
   }
   for (const [key, cell] of cells) {

@@ -16,6 +16,8 @@ export const DEFAULTS = Object.freeze({
   hideErrors: false,
   search: "",
   interventions: [], // [[layer, feature, position, mode, value], ...] (panels/interventions.js)
+  linkType: "both", // the clicked node's links drawn: "inputs", "outputs" or "both" (Neuronpedia's name)
+  hiddenIds: [], // nodes the user hid from the link graph
   ivOptions: "", // intervention switches: "f" freeze attention, "d" direct only, "g" apply to generated
 });
 
@@ -23,7 +25,7 @@ export const DEFAULTS = Object.freeze({
 // labelEpoch counts labels learnt after load (feature dashboards): panels showing labels redraw.
 const TRANSIENT = { hoveredId: null, cursor: -1, checked: [], labelEpoch: 0 };
 
-const LIST_KEYS = ["trail", "pinnedIds"];
+const LIST_KEYS = ["trail", "pinnedIds", "hiddenIds"];
 const JSON_KEYS = ["supernodes", "clerps"];
 const NUMBER_KEYS = ["pruningThreshold", "densityThreshold"];
 
@@ -77,6 +79,8 @@ export function fromSearch(search) {
   if (clicked) state.clickedId = clicked;
   if (state.clickedId && state.trail[state.trail.length - 1] !== state.clickedId) state.trail = [state.clickedId];
   state.hideErrors = params.get("hideErrors") === "1";
+  const linkType = params.get("linkType");
+  if (["inputs", "outputs", "both"].includes(linkType)) state.linkType = linkType;
   state.search = params.get("search") || "";
   state.interventions = parseInterventions(params.get("interventions"));
   state.ivOptions = (params.get("ivOptions") || "").replace(/[^fdg]/g, "");
@@ -89,6 +93,8 @@ export function toSearch(state) {
   if (state.clickedId) params.set("clickedId", state.clickedId);
   if (state.trail.length > 1) params.set("trail", state.trail.join(","));
   if (state.pinnedIds.length) params.set("pinnedIds", state.pinnedIds.join(","));
+  if (state.hiddenIds.length) params.set("hiddenIds", state.hiddenIds.join(","));
+  if (state.linkType !== "both") params.set("linkType", state.linkType);
   if (state.supernodes.length) params.set("supernodes", JSON.stringify(state.supernodes));
   if (state.clerps.length) params.set("clerps", JSON.stringify(state.clerps));
   for (const key of NUMBER_KEYS) if (state[key] !== DEFAULTS[key]) params.set(key, String(state[key]));
@@ -180,6 +186,12 @@ export function togglePin(store, nodeId) {
 }
 
 /** Supernodes without the given members; a supernode left with fewer than two members dissolves. */
+/** Hide a node from the link graph, or show it again. */
+export function toggleHidden(store, nodeId) {
+  const { hiddenIds } = store.get();
+  store.set({ hiddenIds: hiddenIds.includes(nodeId) ? hiddenIds.filter((id) => id !== nodeId) : [...hiddenIds, nodeId] });
+}
+
 export function removeMembers(supernodes, members) {
   return supernodes
     .map(([label, ...ids]) => [label, ...ids.filter((id) => !members.has(id))])

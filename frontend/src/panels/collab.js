@@ -131,26 +131,44 @@ export function createCollab({ graph, store, graphId, transcoders, toolbar, view
     }
   }
 
+  // Share saves the view, copies its short link to the clipboard and shows it in a popup (the
+  // toolbar keeps its one line).
   function shareTool() {
-    const output = el("input#share-link.share-link", { type: "text", readonly: true, "aria-label": "Share link", hidden: true });
-    const button = el("button#share.link-button", { type: "button", title: "Save this view and copy a short link to it" }, "Share");
+    const output = el("input#share-link.share-link", { type: "text", readonly: true, "aria-label": "Share link" });
+    const status = el("span.share-status.muted", { role: "status" });
+    const popup = el("div.popup.share-pop", { hidden: true }, output, status);
+    const button = el("button#share", { type: "button", title: "Save this view and copy a short link to it" }, "Share");
     button.addEventListener("click", async () => {
       store.flushUrl();
       const params = new URLSearchParams(location.search);
       params.delete("view");
       const query = params.toString() ? `?${params}` : "";
       let text;
+      let ok = false;
       try {
         const { body } = await postJSON("/api/views", { graph_id: graphId, query });
         text = `${location.origin}${body.url}`;
+        ok = true;
       } catch (err) {
         text = `Could not save: ${err.message}`;
       }
-      output.hidden = false;
+      popup.hidden = false;
       output.value = text;
       output.select();
+      status.textContent = "";
+      if (!ok) return;
+      try {
+        await navigator.clipboard.writeText(text);
+        status.textContent = "Copied";
+        button.dataset.copied = "1";
+      } catch {
+        status.textContent = "Press Ctrl+C to copy";
+      }
     });
-    return el("div.tool", button, output);
+    document.addEventListener("pointerdown", (event) => {
+      if (!popup.hidden && !popup.contains(event.target) && event.target !== button) popup.hidden = true;
+    });
+    return el("div.tool.tool-share", button, popup);
   }
 
   function nameTool() {

@@ -15,10 +15,10 @@ import { clear, el, svgEl, perFrame } from "../lib/dom.js";
 import { edgesOf, labelOf, placeOf, searchNodes, visibleMask } from "../lib/graphdata.js";
 import { layoutGraph, MARGIN } from "../lib/layout.js";
 import { activationFill, EMBED_FILL, ERROR_FILL, LOGIT_FILL, NEG_RGB, POS_RGB, rgba } from "../lib/colors.js";
-import { num, pct, quoted } from "../lib/format.js";
+import { num, pct, quoted, tokenText } from "../lib/format.js";
 import { labelOverrides, select, togglePin, labelsChanged } from "../lib/state.js";
 
-const LAYOUT_KEYS = ["pruningThreshold", "hideErrors", "pinnedIds", "trail", "clickedId"];
+const LAYOUT_KEYS = ["pruningThreshold", "hideErrors", "pinnedIds", "trail", "clickedId", "hiddenIds"];
 const WIDE_LIT = 200; // the clicked node's strongest links drawn wide; any beyond as hairlines
 const SHARP_AFTER_MS = 140; // redraw everything this long after the last pan/zoom event
 
@@ -142,10 +142,44 @@ export function createLinkGraph(root, { graph, store, timing }) {
   }
 
   // -- axes and labels --------------------------------------------------------------------------
+  // Every label is placed so that none overlaps another or leaves the stage: token labels under
+  // the graph (horizontal where each fits its column, else at 45 degrees, as many as have room,
+  // busy positions first; abbreviated, the full token in the tooltip), output labels in rows above
+  // the outputs with a leader line, and short labels beside the strongest feature nodes.
+  const ANGLE = 45;
+  const SIN = Math.SQRT1_2;
+  const TOKEN_PITCH = 19; // px between the anchors of two angled token labels
+  const widths = new Map(); // "class|text" -> px
+  let measure = null;
+  let nodeLabels = [];
+  let leaderLayer = null;
+
+  function textWidth(cls, text) {
+    const key = `${cls}|${text}`;
+    let w = widths.get(key);
+    if (w === undefined) {
+      if (!measure || !measure.isConnected) {
+        measure = svgEl("text", { x: -1000, y: -1000, "aria-hidden": "true" });
+        top.append(measure);
+      }
+      measure.setAttribute("class", `${cls} measuring`);
+      measure.textContent = text;
+      w = measure.getComputedTextLength();
+      widths.set(key, w);
+    }
+    return w;
+  }
+
+  const abbreviate = (label, chars) => (label.length > chars ? label.slice(0, Math.max(1, chars - 1)) + "…" : label);
+  const overlaps = (a, b, pad = 1) => a[0] < b[2] + pad && b[0] < a[2] + pad && a[1] < b[3] + pad && b[1] < a[3] + pad;
+
   function buildAxes() {
     clear(grid);
     clear(axes);
     clear(labelLayer);
+    measure = null;
+    leaderLayer = svgEl("g", { class: "lg-leaders" });
+    labelLayer.append(leaderLayer);
     rowLabels = layout.rows.map((row) => {
       const line = svgEl("line", { class: "row-line", x1: MARGIN.left - 6, x2: size.width - MARGIN.right });
       const text = svgEl("text", { class: "row-label", x: 6, dy: "0.32em" });
@@ -155,53 +189,183 @@ export function createLinkGraph(root, { graph, store, timing }) {
       return { row, line, text };
     });
     columnLabels = layout.columns.map((col) => {
-      const text = svgEl("text", { class: "col-label", "text-anchor": "middle" });
+      const text = svgEl("text", { class: "col-label", "data-pos": col.pos });
       const title = svgEl("title");
       title.textContent = `position ${col.pos}: ${quoted(col.token)}`;
       const span = svgEl("tspan");
       text.append(title, span);
       axes.append(text);
-      return { col, text, span };
+      return { col, text, span, label: tokenText(col.token).replace(/^ /, "·") };
     });
     logitLabels = graph.logits
       .filter((d) => mask[d.i])
       .map((d) => {
         const text = svgEl("text", { class: "logit-label", "data-id": d.id });
         text.textContent = `${d.token.trim() || quoted(d.token)} ${pct(d.prob)}`;
+        const leader = svgEl("line", { class: "leader" });
         labelLayer.append(text);
-        return { node: d, text };
+        leaderLayer.append(leader);
+        return { node: d, text, leader };
       });
+    // The strongest feature nodes (lowest cumulative influence) that have a label of their own.
+    const strongest = graph.nodes
+      .filter((d) => mask[d.i] && d.kind === "feature" && d.featureIndex >= 0)
+      .sort((a, b) => (a.influence ?? 1) - (b.influence ?? 1))
+      .slice(0, 60);
+    nodeLabels = strongest.map((node) => {
+      const text = svgEl("text", { class: "node-label", "data-id": node.id });
+      labelLayer.append(text);
+      return { node, text, shown: "" };
+    });
+  }
+
+  function placeTokenLabels(placed) {
+    const baseY = size.height - MARGIN.bottom + 8;
+    const maxLen = (MARGIN.bottom - 14) / SIN; // an angled label's length that stays on the stage
+    const cols = columnLabels.map((c) => ({ ...c, x0: transform.applyX(c.col.x0), x1: transform.applyX(c.col.x1) }));
+    const charW = textWidth("col-label", "M");
+    const fitsFlat = cols.every((c) => c.x1 - c.x0 - 4 >= Math.min(c.label.length, 10) * charW);
+    const inView = (x) => x >= MARGIN.left - 8 && x <= size.width - 2;
+    if (fitsFlat) {
+      for (const c of cols) {
+        const x = (c.x0 + c.x1) / 2;
+        const chars = Math.floor((c.x1 - c.x0 - 4) / charW);
+        const show = inView(x) && chars >= 1;
+        c.span.textContent = show ? abbreviate(c.label, chars) : "";
+        c.text.style.display = show ? "" : "none";
+        c.text.setAttribute("text-anchor", "middle");
+        c.text.removeAttribute("transform");
+        c.text.setAttribute("x", x.toFixed(1));
+        c.text.setAttribute("y", (baseY + 10).toFixed(1));
+        if (show) {
+          const w = textWidth("col-label", c.span.textContent);
+          placed.push([x - w / 2, baseY, x + w / 2, baseY + 13]);
+        }
+      }
+      return;
+    }
+    // Angled: busy positions first, then the rest left to right, each where it has room.
+    const order = [...cols].sort((a, b) => b.col.busy - a.col.busy || a.col.pos - b.col.pos);
+    const anchors = [];
+    for (const c of order) {
+      const x = (c.x0 + c.x1) / 2;
+      c.text.removeAttribute("x");
+      c.text.removeAttribute("y");
+      c.text.setAttribute("text-anchor", "end");
+      const room = inView(x) && anchors.every((a) => Math.abs(a - x) >= TOKEN_PITCH);
+      let chars = Math.floor(Math.min(maxLen, (x - 4) / SIN) / charW);
+      if (!room || chars < 1) {
+        c.text.style.display = "none";
+        continue;
+      }
+      chars = Math.min(chars, 14);
+      c.span.textContent = abbreviate(c.label, chars);
+      const len = textWidth("col-label", c.span.textContent);
+      const ax = x + 4;
+      c.text.style.display = "";
+      c.text.setAttribute("transform", `translate(${ax.toFixed(1)},${baseY.toFixed(1)}) rotate(-${ANGLE})`);
+      anchors.push(x);
+      placed.push([ax - len * SIN - 8, baseY - 8, ax + 8, baseY + len * SIN + 8]);
+    }
+  }
+
+  function placeLogitLabels(placed) {
+    const ROW = 15;
+    const rows = [[], [], [], []]; // intervals already used in each row
+    const sorted = [...logitLabels].sort((a, b) => b.node.prob - a.node.prob);
+    for (const item of sorted) {
+      const { node, text, leader } = item;
+      const nx = sx(node.i);
+      const ny = sy(node.i) - nodeRadius(node) - 4;
+      const w = textWidth("logit-label", text.textContent);
+      let spot = null;
+      for (let r = 0; r < rows.length && !spot; r++) {
+        const y = ny - 10 - r * ROW; // baseline
+        if (y - 11 < 2 || nx < 0 || nx > size.width) break;
+        const candidates = [nx - w / 2, ...rows[r].flatMap(([a, b]) => [b + 6, a - 6 - w])]
+          .map((x0) => Math.min(size.width - 3 - w, Math.max(MARGIN.left, x0)))
+          .sort((p, q) => Math.abs(p + w / 2 - nx) - Math.abs(q + w / 2 - nx));
+        for (const x0 of candidates) {
+          const box = [x0, y - 11, x0 + w, y + 3];
+          if (Math.abs(x0 + w / 2 - nx) > 300) break;
+          if (rows[r].some(([a, b]) => x0 < b + 5 && a < x0 + w + 5)) continue;
+          if (placed.some((p) => overlaps(p, box))) continue;
+          spot = { x0, y, r, box };
+          break;
+        }
+      }
+      if (!spot) {
+        text.style.display = "none";
+        leader.style.display = "none";
+        continue;
+      }
+      rows[spot.r].push([spot.x0, spot.x0 + w]);
+      placed.push(spot.box);
+      text.style.display = "";
+      text.removeAttribute("transform");
+      text.setAttribute("x", spot.x0.toFixed(1));
+      text.setAttribute("y", spot.y.toFixed(1));
+      leader.style.display = "";
+      leader.setAttribute("x1", (spot.x0 + w / 2).toFixed(1));
+      leader.setAttribute("y1", (spot.y + 3).toFixed(1));
+      leader.setAttribute("x2", nx.toFixed(1));
+      leader.setAttribute("y2", (ny + 3).toFixed(1));
+    }
+  }
+
+  function placeNodeLabels(placed) {
+    const overrides = labelOverrides(store.get());
+    const area = size.width * size.height;
+    const budget = Math.max(6, Math.min(nodeLabels.length, Math.round(area / 22000)));
+    const bottom = size.height - MARGIN.bottom + 4;
+    let shown = 0;
+    for (const item of nodeLabels) {
+      const { node, text } = item;
+      const label = labelOf(node, overrides);
+      const x = sx(node.i);
+      const y = sy(node.i);
+      let box = null;
+      let short = "";
+      if (shown < budget && label && !/^L\d+ #\d+$/.test(label) && Number.isFinite(x) && Number.isFinite(y)) {
+        short = abbreviate(label, 18);
+        const w = textWidth("node-label", short);
+        const r = nodeRadius(node) + 3;
+        for (const [x0, anchor] of [[x + r, "start"], [x - r - w, "end"]]) {
+          const b = [x0, y - 8, x0 + w, y + 4];
+          if (b[0] < MARGIN.left || b[2] > size.width - 3 || b[1] < 2 || b[3] > bottom) continue;
+          if (placed.some((p) => overlaps(p, b, 2))) continue;
+          box = b;
+          text.setAttribute("text-anchor", anchor);
+          text.setAttribute("x", (anchor === "start" ? x0 : x0 + w).toFixed(1));
+          break;
+        }
+      }
+      if (!box) {
+        text.style.display = "none";
+        continue;
+      }
+      if (item.shown !== short) text.textContent = item.shown = short;
+      text.setAttribute("y", (y + 3.5).toFixed(1));
+      text.style.display = "";
+      placed.push(box);
+      shown++;
+    }
   }
 
   function positionAxes() {
-    const bottom = size.height - MARGIN.bottom + 22;
+    const placed = [];
     for (const { row, line, text } of rowLabels) {
-      const y = transform.applyY(row.y).toFixed(1);
-      line.setAttribute("y1", y);
-      line.setAttribute("y2", y);
-      text.setAttribute("y", y);
+      const y = transform.applyY(row.y);
+      line.setAttribute("y1", y.toFixed(1));
+      line.setAttribute("y2", y.toFixed(1));
+      text.setAttribute("y", y.toFixed(1));
+      const visible = y > 4 && y < size.height - MARGIN.bottom + 6;
+      text.style.display = visible ? "" : "none";
+      if (visible) placed.push([2, y - 8, 6 + textWidth("row-label", row.label) + 2, y + 8]);
     }
-    for (const { col, text, span } of columnLabels) {
-      const x0 = transform.applyX(col.x0);
-      const x1 = transform.applyX(col.x1);
-      const chars = Math.floor((x1 - x0) / 6.4);
-      const label = col.token.replace(/^ /, "·");
-      span.textContent = chars >= 2 ? (label.length > chars ? label.slice(0, Math.max(1, chars - 1)) + "…" : label) : "";
-      text.setAttribute("x", ((x0 + x1) / 2).toFixed(1));
-      text.setAttribute("y", bottom);
-    }
-    // Output labels lean right; where outputs crowd, a label shows only with room beside it
-    // (most probable first), and the rest are in the tooltip.
-    let lastX = -Infinity;
-    const shown = [...logitLabels].sort((a, b) => sx(a.node.i) - sx(b.node.i));
-    for (const { node, text } of shown) {
-      const x = sx(node.i);
-      const y = sy(node.i) - nodeRadius(node) - 5;
-      const room = x - lastX >= 12;
-      text.style.display = room ? "" : "none";
-      if (room) lastX = x;
-      text.setAttribute("transform", `translate(${x.toFixed(1)},${y.toFixed(1)}) rotate(-40)`);
-    }
+    placeTokenLabels(placed);
+    placeLogitLabels(placed);
+    placeNodeLabels(placed);
   }
 
   // -- links ------------------------------------------------------------------------------------
@@ -279,8 +443,13 @@ export function createLinkGraph(root, { graph, store, timing }) {
     return k;
   }
 
+  /** The clicked node's links the link-type filter shows: its inputs, its outputs, or both. */
   function connectedEdges(i) {
-    return [...edgesOf(graph.incoming, i), ...edgesOf(graph.outgoing, i)];
+    const type = store.get().linkType;
+    return [
+      ...(type !== "outputs" ? edgesOf(graph.incoming, i) : []),
+      ...(type !== "inputs" ? edgesOf(graph.outgoing, i) : []),
+    ];
   }
 
   function drawLit() {
@@ -333,8 +502,9 @@ export function createLinkGraph(root, { graph, store, timing }) {
       if (pinned.has(graph.nodes[i].id)) classes.push("pinned");
       copyOf(i, classes);
     };
-    for (const e of edgesOf(graph.incoming, clicked.i)) add(src[e], weight[e]);
-    for (const e of edgesOf(graph.outgoing, clicked.i)) add(tgt[e], weight[e]);
+    const type = state.linkType;
+    if (type !== "outputs") for (const e of edgesOf(graph.incoming, clicked.i)) add(src[e], weight[e]);
+    if (type !== "inputs") for (const e of edgesOf(graph.outgoing, clicked.i)) add(tgt[e], weight[e]);
     // Pinned nodes stay in sight above the veil too.
     for (const id of pinned) {
       const node = graph.byId.get(id);
@@ -369,6 +539,18 @@ export function createLinkGraph(root, { graph, store, timing }) {
     updateVeil();
   }
 
+  /** The visible nodes less those the user hid (a clicked, walked or pinned node stays). */
+  function shownMaskFor(state) {
+    const m = visibleMask(graph, state);
+    if (!state.hiddenIds.length) return m;
+    const keep = new Set([state.clickedId, ...state.trail, ...state.pinnedIds]);
+    for (const id of state.hiddenIds) {
+      const node = graph.byId.get(id);
+      if (node && !keep.has(id) && node.kind !== "embedding" && node.kind !== "logit") m[node.i] = 0;
+    }
+    return m;
+  }
+
   // -- layout and redraw ------------------------------------------------------------------------
   function resize() {
     const rect = stage.getBoundingClientRect();
@@ -395,7 +577,7 @@ export function createLinkGraph(root, { graph, store, timing }) {
   function relayout() {
     settle();
     resize();
-    mask = visibleMask(graph, store.get());
+    mask = shownMaskFor(store.get());
     layout = layoutGraph(graph, mask, size.width, size.height);
     syncElements();
     buildAxes();
@@ -471,6 +653,7 @@ export function createLinkGraph(root, { graph, store, timing }) {
     if (!node) return;
     const overrides = labelOverrides(store.get());
     clear(tooltip);
+    tooltip.dataset.kind = "node";
     tooltip.append(
       el("div.tt-label", labelOf(node, overrides)),
       el("div.tt-meta", `${placeOf(node)} ${quoted(graph.tokens[node.ctx] ?? "")}`),
@@ -488,6 +671,28 @@ export function createLinkGraph(root, { graph, store, timing }) {
     tooltip.style.left = `${Math.min(size.width - w - 4, Math.max(4, x - w / 2))}px`;
     tooltip.style.top = `${y > 90 ? y - tooltip.offsetHeight - 12 : y + 14}px`;
   });
+  // Under the graph: the token of the column under the pointer, labelled or not.
+  stage.addEventListener("pointermove", (event) => {
+    if (!layout || nodeFromEvent(event)) return;
+    const rect = stage.getBoundingClientRect();
+    const x = event.clientX - rect.left;
+    const y = event.clientY - rect.top;
+    if (y < size.height - MARGIN.bottom + 4) {
+      if (tooltip.dataset.kind === "token") tooltip.hidden = true;
+      return;
+    }
+    const col = layout.columns.find((c) => transform.applyX(c.x0) <= x && x < transform.applyX(c.x1));
+    if (!col) return;
+    clear(tooltip);
+    tooltip.dataset.kind = "token";
+    tooltip.append(el("div.tt-label", quoted(col.token)), el("div.tt-meta", `position ${col.pos}`));
+    tooltip.hidden = false;
+    tooltip.style.left = `${Math.min(size.width - tooltip.offsetWidth - 4, Math.max(4, x - tooltip.offsetWidth / 2))}px`;
+    tooltip.style.top = `${size.height - MARGIN.bottom - tooltip.offsetHeight - 6}px`;
+  });
+  stage.addEventListener("pointerleave", () => {
+    if (tooltip.dataset.kind === "token") tooltip.hidden = true;
+  });
   stage.addEventListener("pointerout", (event) => {
     if (nodeFromEvent(event)) tooltip.hidden = true;
   });
@@ -497,7 +702,7 @@ export function createLinkGraph(root, { graph, store, timing }) {
   store.subscribe((state, changed) => {
     settle(); // a change in the middle of a gesture: draw at the current positions first
     if (LAYOUT_KEYS.some((k) => changed.has(k))) {
-      const next = visibleMask(graph, state);
+      const next = shownMaskFor(state);
       const same = shownMask && next.every((v, i) => v === shownMask[i]);
       shownMask = next;
       if (!same) return relayout();
@@ -510,6 +715,11 @@ export function createLinkGraph(root, { graph, store, timing }) {
     }
     if (changed.has("pinnedIds")) applyPinned();
     if (changed.has("search") || labelsChanged(changed)) applySearch();
+    if (labelsChanged(changed)) positionAxes();
+    if (changed.has("linkType")) {
+      drawLit();
+      applyFocus();
+    }
     if (changed.has("densityThreshold")) drawEdges();
   });
 
@@ -518,7 +728,7 @@ export function createLinkGraph(root, { graph, store, timing }) {
       if (resize()) relayout();
     }),
   ).observe(stage);
-  shownMask = visibleMask(graph, store.get());
+  shownMask = shownMaskFor(store.get());
   relayout();
   if (timing) timing.linkgraph = performance.now();
 
@@ -526,6 +736,11 @@ export function createLinkGraph(root, { graph, store, timing }) {
     resetZoom,
     visibleCount: () => mask.reduce((a, b) => a + b, 0),
     redraw,
+    /** Where position p's column is centred, in stage pixels (tests). */
+    columnCenter: (p) => {
+      const col = layout.columns[p];
+      return col ? transform.applyX(col.center) : null;
+    },
     /** Screen position of a node within the stage (tests and benchmarks). */
     screenPosition: (id) => {
       const node = graph.byId.get(id);

@@ -2,6 +2,8 @@
 // supernode members. Check nodes to group them into a named supernode; rename, ungroup, unpin.
 // Shows the subgraph's replacement and completeness scores, and exports it as SVG or PNG.
 
+import ELK from "elkjs/lib/elk.bundled.js";
+
 import { clear, download, el, svgEl } from "../lib/dom.js";
 import { labelOf } from "../lib/graphdata.js";
 import { pct, quoted, signed } from "../lib/format.js";
@@ -9,7 +11,6 @@ import { subgraphScores } from "../lib/scores.js";
 import { NEG, POS, EMBED_FILL, ERROR_FILL, LOGIT_FILL, activationFill } from "../lib/colors.js";
 import { labelOverrides, removeMembers, select, labelsChanged } from "../lib/state.js";
 
-const BOX_H = 34;
 const FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
 
 /** Pinned nodes as subgraph items: each supernode is one item, every other pinned node its own. */
@@ -80,61 +81,101 @@ function itemSub(item, graph) {
   return `L${n.layer} ${where}`;
 }
 
-/**
- * Layered layout: one row per layer (top: outputs), one column per token position, in order, so
- * the subgraph reads like the link graph. Items sharing a cell sit side by side. Returns the size
- * the drawing needs (at least the stage's; the stage scrolls when it needs more).
- */
-function layoutItems(items, width, height) {
-  const key = (v) => Math.round(v * 2) / 2;
-  const layers = [...new Set(items.map((d) => key(d.layer)))].sort((a, b) => b - a);
-  const positions = [...new Set(items.map((d) => key(d.ctx)))].sort((a, b) => a - b);
-  const rowOf = new Map(layers.map((l, k) => [l, k]));
-  const colOf = new Map(positions.map((p, k) => [p, k]));
-  const cells = new Map();
-  for (const item of items) {
-    const cell = `${rowOf.get(key(item.layer))}:${colOf.get(key(item.ctx))}`;
-    if (!cells.has(cell)) cells.set(cell, []);
-    cells.get(cell).push(item);
-  }
-  const perCol = positions.map(() => 1);
-  for (const [cell, list] of cells) {
-    const col = +cell.split(":")[1];
-    perCol[col] = Math.max(perCol[col], list.length);
-  }
-  const pad = 12;
-  const gap = 10;
-  const minBox = 96;
-  const slots = perCol.reduce((a, b) => a + b, 0);
-  const w = Math.max(width, pad * 2 + slots * (minBox + gap));
-  const boxW = Math.min(170, (w - 2 * pad) / slots - gap);
-  const pitch = BOX_H + 22;
-  const h = Math.max(height, pad * 2 + layers.length * pitch - 22);
-  const rowGap = layers.length > 1 ? (h - 2 * pad - BOX_H) / (layers.length - 1) : 0;
-  const colX = [];
-  let x = pad;
-  for (let c = 0; c < positions.length; c++) {
-    const span = ((w - 2 * pad) * perCol[c]) / slots;
-    colX.push({ x0: x, span });
-    x += span;
-  }
-  for (const [cell, list] of cells) {
-    const [row, col] = cell.split(":").map(Number);
-    list.sort((a, b) => a.ctx - b.ctx || a.layer - b.layer);
-    const { x0, span } = colX[col];
-    const used = list.length * boxW + (list.length - 1) * gap;
-    list.forEach((item, k) => {
-      item.x = x0 + (span - used) / 2 + k * (boxW + gap);
-      item.y = layers.length === 1 ? h / 2 - BOX_H / 2 : pad + row * rowGap;
-      item.w = boxW;
-    });
-  }
-  return { width: Math.ceil(w), height: Math.ceil(h) };
+// -- layered layout (ELK) -------------------------------------------------------------------------
+// Boxes are as large as their full label needs (long labels wrap, nothing is cut), and ELK's
+// layered algorithm places them: one partition per model layer, so inputs sit at the bottom and
+// outputs on top as in the link graph, with crossings minimised and token order kept where it can.
+
+const LABEL_FONT = `600 12px ${FONT}`;
+const SUB_FONT = `11px ${FONT}`;
+const LINE_H = 15;
+const MAX_TEXT_W = 230;
+let measureCtx = null;
+
+function textWidth(text, font) {
+  if (!measureCtx) measureCtx = document.createElement("canvas").getContext("2d");
+  measureCtx.font = font;
+  return measureCtx.measureText(text).width;
 }
 
-function fitText(text, width, px = 6.3) {
-  const chars = Math.floor(width / px);
-  return text.length > chars ? text.slice(0, Math.max(1, chars - 1)) + "…" : text;
+/** Word-wrap `text` into lines no wider than `max` px; the lines joined give `text` back exactly. */
+export function wrapText(text, max, font = LABEL_FONT) {
+  const parts = text.match(/\S+\s*|\s+/g) || [""];
+  const lines = [];
+  let line = "";
+  for (let part of parts) {
+    while (textWidth(part.trimEnd(), font) > max) {
+      // A word longer than a line: break it where it fills one.
+      let k = part.length;
+      while (k > 1 && textWidth((line + part.slice(0, k)).trimEnd(), font) > max) k--;
+      if (line && textWidth((line + part.slice(0, k)).trimEnd(), font) > max) {
+        lines.push(line);
+        line = "";
+        continue;
+      }
+      lines.push(line + part.slice(0, k));
+      line = "";
+      part = part.slice(k);
+    }
+    if (line && textWidth((line + part).trimEnd(), font) > max) {
+      lines.push(line);
+      line = "";
+    }
+    line += part;
+  }
+  if (line || !lines.length) lines.push(line);
+  return lines;
+}
+
+function sizeItem(item, graph) {
+  item.lines = wrapText(item.label, MAX_TEXT_W);
+  item.sub = itemSub(item, graph);
+  const left = item.supernode || item.members[0].kind !== "feature" ? 8 : STRIPE + 7;
+  const textW = Math.max(...item.lines.map((l) => textWidth(l.trimEnd(), LABEL_FONT)), textWidth(item.sub, SUB_FONT));
+  item.left = left;
+  item.w = Math.ceil(Math.max(90, left + textW + 10));
+  item.h = 8 + item.lines.length * LINE_H + 16;
+}
+
+let elk = null;
+
+/** Positions (item.x, item.y) for every item; resolves to the drawing's size. */
+export async function layoutItems(items, links, graph) {
+  for (const item of items) sizeItem(item, graph);
+  const ranks = [...new Set(items.map((d) => d.layer))].sort((a, b) => a - b);
+  const rankOf = new Map(ranks.map((l, k) => [l, k]));
+  const order = items.map((_, k) => k).sort((a, b) => items[a].ctx - items[b].ctx || items[a].layer - items[b].layer);
+  const edges = links
+    .filter((l) => rankOf.get(items[l.from].layer) < rankOf.get(items[l.to].layer))
+    .map((l, k) => ({ id: `e${k}`, sources: [`n${l.from}`], targets: [`n${l.to}`] }));
+  if (!elk) elk = new ELK();
+  const laid = await elk.layout({
+    id: "root",
+    layoutOptions: {
+      "elk.algorithm": "layered",
+      "elk.direction": "UP",
+      "elk.partitioning.activate": "true",
+      "elk.spacing.nodeNode": "22",
+      "elk.layered.spacing.nodeNodeBetweenLayers": "54",
+      "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES",
+      "elk.layered.nodePlacement.strategy": "BRANDES_KOEPF",
+      "elk.padding": "[top=14,left=14,bottom=14,right=14]",
+      "elk.separateConnectedComponents": "false",
+    },
+    children: order.map((k) => ({
+      id: `n${k}`,
+      width: items[k].w,
+      height: items[k].h,
+      layoutOptions: { "elk.partitioning.partition": String(rankOf.get(items[k].layer)) },
+    })),
+    edges,
+  });
+  for (const child of laid.children) {
+    const item = items[+child.id.slice(1)];
+    item.x = child.x;
+    item.y = child.y;
+  }
+  return { width: Math.ceil(laid.width), height: Math.ceil(laid.height) };
 }
 
 export function createSubgraph(root, { graph, store, title }) {
@@ -148,6 +189,9 @@ export function createSubgraph(root, { graph, store, title }) {
   root.append(head, scores, actions, main);
   head.append(el("h2.panel-title", "Subgraph"));
   let renaming = null; // item key being renamed
+  let pointerIsDown = false;
+  window.addEventListener("pointerdown", () => (pointerIsDown = true), true);
+  window.addEventListener("pointerup", () => setTimeout(() => (pointerIsDown = false)), true);
   let scoreMemo = { pinned: null, scores: null };
   let svg = null;
 
@@ -298,7 +342,13 @@ export function createSubgraph(root, { graph, store, title }) {
           if (e.key === "Enter") finish(true);
           if (e.key === "Escape") finish(false);
         });
-        label.addEventListener("blur", () => finish(true));
+        // Leaving the field by a click saves the name once that click is done: re-rendering
+        // at pointerdown would remove what the click was aimed at, and swallow it.
+        label.addEventListener("blur", () => {
+          if (!pointerIsDown) return finish(true);
+          window.addEventListener("click", () => setTimeout(() => finish(true)), { once: true, capture: true });
+          window.addEventListener("pointerup", () => setTimeout(() => finish(true), 50), { once: true });
+        });
         requestAnimationFrame(() => {
           label.focus();
           label.select();
@@ -314,10 +364,18 @@ export function createSubgraph(root, { graph, store, title }) {
     listBox.append(ul);
   }
 
-  function renderSvg(all) {
-    clear(stage);
-    svg = null;
+  // The drawing, at its natural size (the stage scales it down to fit, or scrolls); a new render
+  // supersedes one whose layout is still running.
+  let renderSeq = 0;
+  let natural = null; // {width, height} of the last drawing
+
+  async function renderSvg(all) {
+    const seq = ++renderSeq;
     if (!all.length) {
+      clear(stage);
+      svg = null;
+      natural = null;
+      stage.dataset.ready = "1";
       stage.append(
         el(
           "p.empty.sg-empty",
@@ -327,34 +385,57 @@ export function createSubgraph(root, { graph, store, title }) {
       );
       return;
     }
-    const { width, height } = layoutItems(all, Math.max(240, stage.clientWidth - 2 || 400), Math.max(120, stage.clientHeight - 2 || 240));
+    stage.dataset.ready = "";
     const links = itemLinks(graph, all);
+    let size;
+    try {
+      size = await layoutItems(all, links, graph);
+    } catch (err) {
+      if (seq !== renderSeq) return;
+      clear(stage);
+      stage.append(el("p.error", `Could not lay out the subgraph: ${err.message}`));
+      return;
+    }
+    if (seq !== renderSeq) return;
+    const { width, height } = size;
+    natural = size;
     const maxW = Math.max(1e-9, ...links.map((l) => Math.abs(l.weight)));
-    svg = svgEl("svg", { xmlns: "http://www.w3.org/2000/svg", width, height, viewBox: `0 0 ${width} ${height}`, class: "sg-svg", role: "img", "aria-label": "Pinned subgraph" });
+    const next = svgEl("svg", { xmlns: "http://www.w3.org/2000/svg", width, height, viewBox: `0 0 ${width} ${height}`, class: "sg-svg", role: "img", "aria-label": "Pinned subgraph" });
     const checked = new Set(store.get().checked);
     const clicked = store.get().clickedId;
-    const linkLayer = svgEl("g", { fill: "none" });
-    for (const l of links.sort((a, b) => Math.abs(a.weight) - Math.abs(b.weight))) {
+    const linkLayer = svgEl("g", { fill: "none", class: "sg-links" });
+    const weightLayer = svgEl("g", { class: "sg-weights" });
+    for (const l of links.sort((p, q) => Math.abs(p.weight) - Math.abs(q.weight))) {
       const a = all[l.from];
       const b = all[l.to];
-      const up = b.layer >= a.layer;
+      const up = b.y + b.h / 2 <= a.y + a.h / 2;
       const x0 = a.x + a.w / 2;
-      const y0 = up ? a.y : a.y + BOX_H;
+      const y0 = up ? a.y : a.y + a.h;
       const x1 = b.x + b.w / 2;
-      const y1 = up ? b.y + BOX_H : b.y;
+      const y1 = up ? b.y + b.h : b.y;
       const my = (y0 + y1) / 2;
+      const d = `M${x0.toFixed(1)},${y0.toFixed(1)} C${x0.toFixed(1)},${my.toFixed(1)} ${x1.toFixed(1)},${my.toFixed(1)} ${x1.toFixed(1)},${y1.toFixed(1)}`;
+      const strength = Math.abs(l.weight) / maxW;
+      const g = svgEl("g", { class: "sg-link", "data-from": a.key, "data-to": b.key, "data-weight": l.weight.toPrecision(4) });
       const path = svgEl("path", {
-        d: `M${x0.toFixed(1)},${y0.toFixed(1)} C${x0.toFixed(1)},${my.toFixed(1)} ${x1.toFixed(1)},${my.toFixed(1)} ${x1.toFixed(1)},${y1.toFixed(1)}`,
+        d,
         stroke: l.weight >= 0 ? POS : NEG,
-        "stroke-width": (0.8 + 4.5 * (Math.abs(l.weight) / maxW)).toFixed(2),
-        "stroke-opacity": (0.35 + 0.55 * (Math.abs(l.weight) / maxW)).toFixed(2),
+        "stroke-width": (0.8 + 4.5 * strength).toFixed(2),
+        "stroke-opacity": (0.35 + 0.55 * strength).toFixed(2),
       });
+      const hit = svgEl("path", { d, stroke: "transparent", "stroke-width": 12, class: "sg-hit" });
       const t = svgEl("title");
       t.textContent = `${a.label} → ${b.label}: ${signed(l.weight)}`;
-      path.append(t);
-      linkLayer.append(path);
+      g.append(path, hit, t);
+      linkLayer.append(g);
+      // The weight at the link's middle, shown while the pointer is on the link.
+      const wl = svgEl("text", { class: "sg-wlabel", x: ((x0 + x1) / 2).toFixed(1), y: (my + 4).toFixed(1), "text-anchor": "middle", "font-size": 11, "font-family": FONT, fill: l.weight >= 0 ? POS : NEG });
+      wl.textContent = signed(l.weight);
+      weightLayer.append(wl);
+      g.addEventListener("pointerenter", () => wl.classList.add("on"));
+      g.addEventListener("pointerleave", () => wl.classList.remove("on"));
     }
-    svg.append(linkLayer);
+    next.append(linkLayer);
     all.forEach((item) => {
       const g = svgEl("g", { transform: `translate(${item.x.toFixed(1)},${item.y.toFixed(1)})`, class: "sg-item", "data-key": item.key, tabindex: "-1" });
       const style = itemStyle(item, graph);
@@ -363,19 +444,23 @@ export function createSubgraph(root, { graph, store, title }) {
       g.append(
         svgEl("rect", {
           width: item.w,
-          height: BOX_H,
+          height: item.h,
           rx: item.supernode ? 9 : 4,
           fill: style.fill,
           stroke: isChecked ? "#b45309" : isClicked ? "#111827" : "#6b7280",
           "stroke-width": isChecked || isClicked ? 2.5 : item.supernode ? 1.8 : 1,
+          class: "sg-box",
         }),
       );
-      if (style.stripe) g.append(svgEl("rect", { x: 1, y: 1, width: STRIPE, height: BOX_H - 2, rx: 2, fill: style.stripe }));
-      const left = style.stripe ? STRIPE + 5 : 6;
-      const label = svgEl("text", { x: left, y: 14, "font-size": 11.5, "font-family": FONT, "font-weight": 600, fill: style.text });
-      label.textContent = fitText(item.label, item.w - left - 4, 6.6);
-      const sub = svgEl("text", { x: left, y: 28, "font-size": 10, "font-family": FONT, fill: style.sub });
-      sub.textContent = fitText(itemSub(item, graph), item.w - left - 4, 5.8);
+      if (style.stripe) g.append(svgEl("rect", { x: 1, y: 1, width: STRIPE, height: item.h - 2, rx: 2, fill: style.stripe }));
+      const label = svgEl("text", { x: item.left, y: 19, "font-size": 12, "font-family": FONT, "font-weight": 600, fill: style.text, class: "sg-label" });
+      item.lines.forEach((line, k) => {
+        const span = svgEl("tspan", { x: item.left, dy: k ? LINE_H : 0 });
+        span.textContent = line;
+        label.append(span);
+      });
+      const sub = svgEl("text", { x: item.left, y: 19 + item.lines.length * LINE_H, "font-size": 11, "font-family": FONT, fill: style.sub, class: "sg-sub" });
+      sub.textContent = item.sub;
       const title = svgEl("title");
       title.textContent = item.supernode ? `${item.label}: ${item.members.map((m) => m.label).join(", ")}` : item.label;
       g.append(label, sub, title);
@@ -383,9 +468,24 @@ export function createSubgraph(root, { graph, store, title }) {
         if (event.shiftKey || event.metaKey || event.ctrlKey || item.supernode) toggleCheck(item.key);
         else select(store, item.key);
       });
-      svg.append(g);
+      next.append(g);
     });
+    next.append(weightLayer);
+    clear(stage);
+    svg = next;
     stage.append(svg);
+    fitStage();
+    stage.dataset.ready = "1";
+  }
+
+  /** Scale the drawing to the stage (down to 55%; below that the stage scrolls). */
+  function fitStage() {
+    if (!svg || !natural) return;
+    const sw = Math.max(100, stage.clientWidth - 4);
+    const sh = Math.max(60, stage.clientHeight - 4);
+    const k = Math.max(0.55, Math.min(1.6, sw / natural.width, sh / natural.height));
+    svg.setAttribute("width", Math.floor(natural.width * k));
+    svg.setAttribute("height", Math.floor(natural.height * k));
   }
 
   function render() {
@@ -393,23 +493,54 @@ export function createSubgraph(root, { graph, store, title }) {
     renderActions(all);
     renderScores();
     renderList(all);
-    renderSvg(all);
+    return renderSvg(all);
   }
 
+  /** The subgraph as a figure: a title (the prompt), the drawing, a legend; white background.
+   * Every size is in the SVG's own units, so it opens standalone at full resolution. */
   function standaloneSvg() {
-    if (!svg) return null;
-    const copy = svg.cloneNode(true);
-    const w = +svg.getAttribute("width");
-    const h = +svg.getAttribute("height") + 28;
-    copy.setAttribute("height", h);
-    copy.setAttribute("viewBox", `0 -28 ${w} ${h}`);
-    copy.removeAttribute("class");
-    const bg = svgEl("rect", { x: 0, y: -28, width: w, height: h, fill: "#ffffff" });
-    const caption = svgEl("text", { x: 8, y: -10, "font-size": 12, "font-family": FONT, fill: "#111827" });
-    caption.textContent = title;
-    copy.insertBefore(caption, copy.firstChild);
-    copy.insertBefore(bg, copy.firstChild);
-    return { text: new XMLSerializer().serializeToString(copy), width: w, height: h };
+    if (!svg || !natural) return null;
+    const pad = 24;
+    const w = Math.max(800, natural.width + 2 * pad);
+    const titleLines = wrapText(title, w - 2 * pad, `600 16px ${FONT}`);
+    const head = 18 + titleLines.length * 21;
+    const legendH = 44;
+    const h = head + natural.height + legendH;
+    const out = svgEl("svg", { xmlns: "http://www.w3.org/2000/svg", width: w, height: h, viewBox: `0 0 ${w} ${h}` });
+    out.append(svgEl("rect", { x: 0, y: 0, width: w, height: h, fill: "#ffffff" }));
+    const caption = svgEl("text", { x: pad, y: 24, "font-size": 16, "font-weight": 600, "font-family": FONT, fill: "#111827", class: "sg-title" });
+    titleLines.forEach((line, k) => {
+      const span = svgEl("tspan", { x: pad, dy: k ? 21 : 0 });
+      span.textContent = line;
+      caption.append(span);
+    });
+    out.append(caption);
+    const body = svg.cloneNode(true);
+    for (const wl of body.querySelectorAll(".sg-wlabel, .sg-hit")) wl.remove();
+    const drawing = svgEl("g", { transform: `translate(${((w - natural.width) / 2).toFixed(1)},${head})` });
+    drawing.append(...body.childNodes);
+    out.append(drawing);
+    // Legend: what the colours and lines mean.
+    const legend = svgEl("g", { transform: `translate(${pad},${head + natural.height + 14})`, "font-size": 12, "font-family": FONT, fill: "#111827", class: "sg-legend" });
+    let x = 0;
+    const entry = (mark, text) => {
+      legend.append(mark(x));
+      const t = svgEl("text", { x: x + 22, y: 12 });
+      t.textContent = text;
+      legend.append(t);
+      x += 22 + textWidth(text, `12px ${FONT}`) + 18;
+    };
+    const box = (fill, stroke = "#6b7280") => (x0) => svgEl("rect", { x: x0, y: 1, width: 16, height: 14, rx: 3, fill, stroke });
+    const line = (color) => (x0) => svgEl("path", { d: `M${x0},8 H${x0 + 16}`, stroke: color, "stroke-width": 3 });
+    entry(box(activationFill(1, 1)), "feature (colour: activation)");
+    entry(box("#fef3c7"), "supernode");
+    entry(box(EMBED_FILL), "token");
+    entry(box(LOGIT_FILL), "output");
+    entry(box(ERROR_FILL), "error");
+    entry(line(POS), "excites");
+    entry(line(NEG), "inhibits");
+    out.append(legend);
+    return { text: new XMLSerializer().serializeToString(out), width: w, height: h };
   }
 
   function exportSvg() {
@@ -417,17 +548,18 @@ export function createSubgraph(root, { graph, store, title }) {
     if (out) download("subgraph.svg", new Blob([out.text], { type: "image/svg+xml" }));
   }
 
+  /** PNG at 2x or more: at least 2000 px wide. */
   function exportPng() {
     const out = standaloneSvg();
     if (!out) return;
     const img = new Image();
     const url = URL.createObjectURL(new Blob([out.text], { type: "image/svg+xml" }));
     img.onload = () => {
-      const scale = 2;
-      const canvas = el("canvas", { width: out.width * scale, height: out.height * scale });
+      const scale = Math.min(6, Math.max(2, 2000 / out.width));
+      const canvas = el("canvas", { width: Math.round(out.width * scale), height: Math.round(out.height * scale) });
       const ctx = canvas.getContext("2d");
       ctx.scale(scale, scale);
-      ctx.drawImage(img, 0, 0);
+      ctx.drawImage(img, 0, 0, out.width, out.height);
       URL.revokeObjectURL(url);
       canvas.toBlob((blob) => blob && download("subgraph.png", blob), "image/png");
     };
@@ -437,7 +569,7 @@ export function createSubgraph(root, { graph, store, title }) {
   store.subscribe((state, changed) => {
     if (["pinnedIds", "supernodes", "checked", "clickedId"].some((k) => changed.has(k)) || labelsChanged(changed)) render();
   });
-  new ResizeObserver(() => renderSvg(items())).observe(stage);
+  new ResizeObserver(() => fitStage()).observe(stage);
   render();
-  return { exportSvg, exportPng, standaloneSvg };
+  return { exportSvg, exportPng, standaloneSvg, render, ready: () => stage.dataset.ready === "1" };
 }

@@ -12,12 +12,14 @@ export const KEYS = [
   ["← or Backspace", "go back one step of the walk"],
   ["P", "pin or unpin the clicked node"],
   ["/", "search nodes"],
+  ["H", "hide or show the clicked node"],
+  ["F", "graph full-window (Esc to leave)"],
   ["Esc", "clear the selection"],
   ["shift-click", "pin a node in the graph"],
   ["wheel / drag", "zoom and pan the graph"],
 ];
 
-export function createToolbar(root, { graph, store, linkGraph }) {
+export function createToolbar(root, { graph, store, linkGraph, panes }) {
   clear(root);
   const state = store.get();
   const pruneValue = el("output.slider-value", { for: "prune-slider" });
@@ -35,13 +37,22 @@ export function createToolbar(root, { graph, store, linkGraph }) {
   const helpButton = el("button.icon-button", { type: "button", "aria-expanded": "false", title: "Keyboard shortcuts (?)" }, "?");
   helpButton.addEventListener("click", () => toggleHelp());
 
+  const linkType = el("div.segmented#link-type", { role: "radiogroup", "aria-label": "Links of the clicked node" },
+    [["inputs", "in"], ["outputs", "out"], ["both", "both"]].map(([type, text]) =>
+      el("button", { type: "button", role: "radio", "data-type": type, "aria-checked": String(state.linkType === type), title: `Links: the clicked node's ${type === "both" ? "inputs and outputs" : type}`, onclick: () => store.set({ linkType: type }) }, text)));
+  const hidden = el("button.link-button#show-hidden", { type: "button", hidden: true, title: "Show the nodes you hid (H hides the clicked node)", onclick: () => store.set({ hiddenIds: [] }) });
+  const ivToggle = el("button#iv-toggle", { type: "button", "aria-pressed": "false", title: "Clamp, ablate or swap features and watch the prediction change", onclick: () => panes.setInterventions(!panes.interventionsOpen()) }, "Interventions");
+  const fullButton = el("button#graph-full", { type: "button", title: "The graph full-window (F; Esc to leave)", onclick: () => panes.maximize(panes.maximized() === "linkgraph" ? null : "linkgraph") }, "⤢ Full");
   root.append(
     el("div.tool", el("label", { for: "prune-slider" }, "Pruning"), prune, pruneValue, count),
     el("div.tool", el("label", { for: "density-slider", title: "Hide faint links: those carrying less than this share of their target's input" }, "Links ≥"), density, densityValue),
-    el("div.tool", errors, el("label", { for: "errors-toggle" }, "Error nodes")),
+    el("div.tool", errors, el("label", { for: "errors-toggle", title: "Show error nodes (what the transcoders miss)" }, "Errors")),
     el("div.tool.tool-search", search, searchInfo),
-    el("div.tool", el("button", { type: "button", onclick: () => linkGraph.resetZoom(), title: "Reset pan and zoom" }, "Fit")),
+    el("div.tool", el("span.tool-label", { "aria-hidden": "true" }, "Links"), linkType, hidden),
+    el("div.tool", el("button", { type: "button", onclick: () => linkGraph.resetZoom(), title: "Reset pan and zoom" }, "Fit"), fullButton),
+    el("div.tool", ivToggle),
     el("div.tool.help", helpButton, help),
+    el("span.spacer"),
   );
 
   const setPrune = perFrame((v) => store.set({ pruningThreshold: v }));
@@ -80,15 +91,21 @@ export function createToolbar(root, { graph, store, linkGraph }) {
     if (+prune.value !== s.pruningThreshold) prune.value = String(s.pruningThreshold);
     densityValue.textContent = `${(s.densityThreshold * 100).toFixed(1)}%`;
     errors.checked = !s.hideErrors;
+    for (const b of linkType.children) b.setAttribute("aria-checked", String(b.dataset.type === s.linkType));
+    hidden.hidden = !s.hiddenIds.length;
+    hidden.textContent = `${plural(s.hiddenIds.length, "hidden node")}: show`;
     count.textContent = `${plural(linkGraph.visibleCount(), "node")} of ${graph.nodes.length.toLocaleString()}`;
     const matches = s.search ? searchNodes(graph, s.search, labelOverrides(s)).length : 0;
     searchInfo.textContent = s.search ? `${plural(matches, "match", "matches")}${matches ? " · Enter: next" : ""}` : "";
   }
   store.subscribe((s, changed) => {
-    if (["pruningThreshold", "densityThreshold", "hideErrors", "search", "pinnedIds", "trail"].some((k) => changed.has(k)) || labelsChanged(changed)) update();
+    if (["pruningThreshold", "densityThreshold", "hideErrors", "search", "pinnedIds", "trail", "linkType", "hiddenIds"].some((k) => changed.has(k)) || labelsChanged(changed)) update();
   });
   update();
-  return { focusSearch: () => search.focus(), toggleHelp };
+  function closePopups() {
+    for (const pop of document.querySelectorAll(".toolbar .popup")) pop.hidden = true;
+  }
+  return { focusSearch: () => search.focus(), toggleHelp, closePopups };
 }
 
 export function createBreadcrumb(root, { graph, store }) {
