@@ -56,6 +56,21 @@ export async function runIntervention(graphId, entries, flags, { onProgress = ()
   return getJSON(body.result_url);
 }
 
+/** The change in logit where the result carries logits; else the change in log-probability
+ * (log p_after - log p_before), which still shows an effect that a saturated probability hides. */
+function logitChange(c) {
+  let delta;
+  let what;
+  if (Number.isFinite(c.logit_before) && Number.isFinite(c.logit_after)) {
+    delta = c.logit_after - c.logit_before;
+    what = "change in logit";
+  } else {
+    delta = Math.log(Math.max(c.after, 1e-30)) - Math.log(Math.max(c.before, 1e-30));
+    what = "change in log-probability (the result carries no logits)";
+  }
+  return el(`span.iv-dlogit${delta >= 0 ? ".pos" : ".neg"}`, { title: what }, `${delta >= 0 ? "+" : "−"}${num(Math.abs(delta), 2)}`);
+}
+
 function bars(result) {
   const rows = result.probability_changes.slice().sort((a, b) => Math.max(b.before, b.after) - Math.max(a.before, a.after)).slice(0, 8);
   const token = (id) => {
@@ -73,12 +88,13 @@ function bars(result) {
           el("div.iv-bar.after", { style: { width: `${Math.max(0.5, c.after * 100)}%` }, title: `after ${pct(c.after, 1)}` }),
         ),
         el("span.iv-probs", `${pct(c.before, 1)} → `, el("b.iv-after-prob", pct(c.after, 1))),
+        logitChange(c),
       ),
     ),
   );
 }
 
-export function createInterventions(root, { graph, store, graphId }) {
+export function createInterventions(root, { graph, store, graphId, panes }) {
   let result = null;
   let error = "";
   let busy = "";
@@ -89,7 +105,8 @@ export function createInterventions(root, { graph, store, graphId }) {
   let donor = null; // { graphId, prompt, graph }
   let donorMatches = [];
   let swapK = 1;
-  let tests = null; // [{label, before, after}]
+  let tests = null; // [{label, where, change | error | skipped}]
+  let donorChosen = null; // ids of the donor graph's features to turn up (null: the default)
 
   const clicked = () => {
     const n = graph.byId.get(store.get().clickedId);
@@ -150,23 +167,35 @@ export function createInterventions(root, { graph, store, graphId }) {
     render();
   }
 
+  /** Ablate each supernode and each other pinned node in turn; nodes that are not features
+   * (tokens, outputs, errors) cannot be ablated and are listed as such. */
   async function testSubgraph() {
-    const { supernodes, ivOptions } = store.get();
-    const groups = supernodes.length
-      ? supernodes.map(([label, ...ids]) => ({ label, nodes: ids.map((id) => graph.byId.get(id)).filter((n) => n && n.kind === "feature") }))
-      : pinnedFeatures().map((n) => ({ label: labelOf(n, labelOverrides(store.get())), nodes: [n] }));
+    const { supernodes, pinnedIds, ivOptions } = store.get();
+    const overrides = labelOverrides(store.get());
+    const grouped = new Set(supernodes.flatMap(([, ...ids]) => ids));
+    const groups = [
+      ...supernodes.map(([label, ...ids]) => ({ label, nodes: ids.map((id) => graph.byId.get(id)).filter(Boolean) })),
+      ...pinnedIds.filter((id) => !grouped.has(id)).map((id) => graph.byId.get(id)).filter(Boolean).map((n) => ({ label: labelOf(n, overrides), nodes: [n] })),
+    ];
     const logit = target();
     tests = [];
     busy = "testing the subgraph…";
     render();
-    for (const group of groups.filter((g) => g.nodes.length)) {
+    for (const group of groups) {
+      const features = group.nodes.filter((n) => n.kind === "feature" && n.featureIndex >= 0);
+      const where = [...new Set(group.nodes.map((n) => (n.kind === "feature" ? `L${n.featureLayer}` : n.kind === "logit" ? "out" : n.kind === "embedding" ? "emb" : `err L${n.layer}`)))].join(" ");
+      if (!features.length) {
+        tests.push({ label: group.label, where, skipped: "not a feature: cannot be ablated" });
+        render();
+        continue;
+      }
       try {
-        const res = await runIntervention(graphId, group.nodes.map((n) => entryFor(n, "ablate", 0)), ivOptions);
+        const res = await runIntervention(graphId, features.map((n) => entryFor(n, "ablate", 0)), ivOptions);
         const change = res.probability_changes.find((c) => c.token === logit.token) ||
           res.probability_changes.find((c) => [...res.before.top].some((t) => t.token_id === c.token_id && t.token === logit.token));
-        tests.push({ label: group.label, before: change ? change.before : null, after: change ? change.after : null });
+        tests.push({ label: group.label, where, change: change || null });
       } catch (err) {
-        tests.push({ label: group.label, error: err.message });
+        tests.push({ label: group.label, where, error: err.message });
       }
       render();
     }
@@ -185,21 +214,33 @@ export function createInterventions(root, { graph, store, graphId }) {
     const raw = await getJSON(`/api/graphs/${summary.graph_id}`);
     donor = { graphId: summary.graph_id, prompt: summary.prompt, graph: buildGraph(raw) };
     donorMatches = [];
+    donorChosen = null; // the default choice: see swapPlan
     render();
   }
 
-  /** Swap: the source group (supernode, else pinned) turned down; the donor graph's features in the
-   * same layers at the matching positions (prompts aligned at their ends) set to k x their activation. */
-  function swap() {
+  /** The swap, exactly: the pinned features turned down (ablated); the donor graph's chosen
+   * features (default: those at a pinned feature's layer and aligned position, the prompts aligned
+   * at their ends) set to k x their activation in the donor prompt. */
+  function swapPlan() {
     const source = pinnedFeatures();
-    if (!donor || !source.length) return;
-    const layers = new Set(source.map((n) => n.featureLayer));
+    if (!donor) return { down: source, candidates: [], up: [], shift: 0 };
     const shift = graph.tokens.length - donor.graph.tokens.length;
+    const places = new Set(source.map((n) => `${n.featureLayer}@${n.ctx - shift}`));
     const positions = new Set(source.map((n) => n.ctx - shift));
-    const replacing = donor.graph.nodes.filter((n) => n.kind === "feature" && layers.has(n.featureLayer) && positions.has(n.ctx) && n.activation);
+    const candidates = donor.graph.nodes
+      .filter((n) => n.kind === "feature" && n.featureIndex >= 0 && positions.has(n.ctx) && n.activation && n.ctx + shift >= 0)
+      .sort((a, b) => a.ctx - b.ctx || a.featureLayer - b.featureLayer || (a.influence ?? 1) - (b.influence ?? 1));
+    if (!donorChosen) donorChosen = new Set(candidates.filter((n) => places.has(`${n.featureLayer}@${n.ctx}`)).map((n) => n.id));
+    const up = candidates.filter((n) => donorChosen.has(n.id));
+    return { down: source, candidates, up, shift };
+  }
+
+  function swap() {
+    const { down, up, shift } = swapPlan();
+    if (!donor || !down.length) return;
     setEntries([
-      ...source.map((n) => entryFor(n, "ablate", 0)),
-      ...replacing.map((n) => [n.featureLayer, n.featureIndex, n.ctx + shift, "set", +(swapK * n.activation).toPrecision(6)]),
+      ...down.map((n) => entryFor(n, "ablate", 0)),
+      ...up.map((n) => [n.featureLayer, n.featureIndex, n.ctx + shift, "set", +(swapK * n.activation).toPrecision(6)]),
     ]);
   }
 
@@ -268,14 +309,32 @@ export function createInterventions(root, { graph, store, graphId }) {
   function swapSection() {
     const input = el("input.iv-donor-search", { type: "search", placeholder: "another graph's prompt…", "aria-label": "Search graphs by prompt" });
     input.addEventListener("keydown", (e) => { if (e.key === "Enter") searchDonors(input.value); });
+    const overrides = labelOverrides(store.get());
+    const plan = donor ? swapPlan() : null;
+    const featureRow = (n, extra, pos = n.ctx) =>
+      el("span.iv-feature", el("span.iv-flabel", labelOf(n, overrides)), el("small.muted", ` L${n.featureLayer} #${n.featureIndex} @${pos}`), extra || null);
     return el("details.iv-swap", { open: !!donor || donorMatches.length ? true : null },
       el("summary", "Swap in features from another graph"),
       el("div.iv-row", input, el("button", { onclick: () => searchDonors(input.value) }, "Search")),
       donorMatches.length ? el("ul.iv-donors", donorMatches.map((g) => el("li", el("button.iv-donor", { onclick: () => chooseDonor(g) }, g.prompt)))) : null,
-      donor ? el("div.iv-row",
-        el("span.iv-donor-name", "from ", quoted(donor.prompt)),
-        el("label", "k ", el("input.iv-k", { type: "number", step: "0.1", value: swapK, onchange: (e) => (swapK = +e.target.value || 1) })),
-        el("button.iv-do-swap", { disabled: !pinnedFeatures().length, title: "Ablate the pinned features; set the other graph's features in their layers and positions to k × their activations", onclick: swap }, "Swap pinned")) : null);
+      donor ? el("div.iv-swap-plan",
+        el("div.iv-row",
+          el("span.iv-donor-name", "from ", quoted(donor.prompt)),
+          el("label", "k ", el("input.iv-k", { type: "number", step: "0.1", value: swapK, onchange: (e) => { swapK = +e.target.value || 1; render(); } }))),
+        el("div.iv-plan-head", `Turns down (ablates) ${plan.down.length}:`),
+        plan.down.length
+          ? el("ul.iv-down", plan.down.map((n) => el("li", { dataset: { key: `${n.featureLayer}/${n.featureIndex}/${n.ctx}` } }, featureRow(n))))
+          : el("p.muted", "Pin the features to turn down."),
+        el("div.iv-plan-head", `Turns up (sets to k × their activation there) ${plan.up.length} of ${plan.candidates.length} at the matching positions:`),
+        el("ul.iv-up", plan.candidates.map((n) => {
+          const box = el("input", { type: "checkbox", checked: donorChosen.has(n.id), "aria-label": `Turn up ${labelOf(n, overrides)}`, onchange: (e) => {
+            if (e.target.checked) donorChosen.add(n.id); else donorChosen.delete(n.id);
+            render();
+          } });
+          return el("li", { dataset: { key: `${n.featureLayer}/${n.featureIndex}/${n.ctx + plan.shift}`, chosen: donorChosen.has(n.id) ? "1" : "" } },
+            el("label", box, featureRow(n, el("small.muted", ` → ${num(swapK * n.activation, 2)}`), n.ctx + plan.shift)));
+        })),
+        el("button.iv-do-swap", { disabled: !plan.down.length, title: "Run exactly the changes listed above", onclick: swap }, "Swap")) : null);
   }
 
   function results() {
@@ -291,10 +350,13 @@ export function createInterventions(root, { graph, store, graphId }) {
     if (!tests) return null;
     const logit = target();
     return el("div.iv-tests",
-      el("div.muted", `Ablating each group: p(${quoted(logit.token)})`),
+      el("div.muted", `Ablating each supernode and pinned node: p(${quoted(logit.token)})`),
       el("ul", tests.map((t) => el("li",
-        el("span.iv-what", t.label),
-        t.error ? el("span.error", t.error) : el("span.iv-probs", `${pct(t.before ?? 0, 1)} → `, el("b", pct(t.after ?? 0, 1)))))));
+        el("span.iv-what", t.label, el("small.muted", ` ${t.where}`)),
+        t.error ? el("span.error", t.error)
+          : t.skipped ? el("span.muted.iv-skipped", t.skipped)
+          : t.change ? el("span.iv-probs", `${pct(t.change.before, 1)} → `, el("b", pct(t.change.after, 1)), " ", logitChange(t.change))
+          : el("span.muted", "not among the outputs")))));
   }
 
   function render() {

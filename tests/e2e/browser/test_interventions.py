@@ -29,6 +29,7 @@ def test_clamp_a_feature_and_share_it(page: Any, service: Service, browser: Any)
     graph_id = service.trace(max_n_logits=9)  # its own graph id: independent of test order
     _open(page, f"/graph/{graph_id}")
     panel = page.locator("#interventions")
+    page.click("#iv-toggle")  # the interventions column takes no room until it is opened
     expect(panel).to_be_visible()
     page.locator(f"svg.lg-svg [data-id='{TEXAS}']").click()
     expect(page.locator("#clicked-label")).to_have_text("Texas")
@@ -79,11 +80,15 @@ def test_test_this_subgraph(page: Any, service: Service) -> None:
         f"/graph/{graph_id}?pinnedIds=3_88_10,4_12_10&supernodes=" + '[["say Austin","4_12_10","5_277_10"]]',
     )
     panel = page.locator("#interventions")
+    page.click("#iv-toggle")
     panel.locator(".iv-test").click()
-    expect(panel.locator(".iv-tests li")).to_have_count(1, timeout=15_000)
+    # Every supernode and every other pinned node: "say Austin", then "Texas" (issue 13).
+    expect(panel.locator(".iv-tests li")).to_have_count(2, timeout=15_000)
     expect(panel).to_have_attribute("data-state", re.compile("done|idle"), timeout=15_000)
     text = str(panel.locator(".iv-tests li").first.inner_text())
     assert "say Austin" in text and "→" in text
+    texas = str(panel.locator(".iv-tests li").nth(1).inner_text())
+    assert "Texas" in texas and "→" in texas
     shoot(page, "interventions-subgraph-test")
 
 
@@ -105,6 +110,7 @@ def test_a_refused_progress_stream_still_ends_in_the_result(page: Any, service: 
     page.on("request", lambda r: job_reads.append(r.url) if re.search(r"/api/jobs/[0-9a-f]{32}$", r.url) else None)
     _open(page, f"/graph/{graph_id}")
     panel = page.locator("#interventions")
+    page.click("#iv-toggle")
     page.locator(f"svg.lg-svg [data-id='{TEXAS}']").click()
     panel.locator(".iv-mode").select_option("set")
     panel.locator(".iv-slider").fill("1.7")
