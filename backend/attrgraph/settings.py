@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(default=8192, ge=1)  # cheap check before any tokenizer runs
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     max_import_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # POST /api/imports: whole graphs
+    # Imports parsed at once per API process (each takes several times its size in memory); the
+    # rest wait up to import_wait_s, then get 503.
+    import_concurrency: int = Field(default=1, ge=1)
+    import_wait_s: float = Field(default=60.0, gt=0)
+    max_live_streams: int = Field(default=2000, ge=1)  # open /live streams per API process, then 503
     max_queue: int = Field(default=100, ge=1)  # jobs waiting or running per model before 503
     rate_limit_per_minute: int = Field(default=30, ge=1)  # new graph computations per client
     trust_forwarded_for: bool = False  # behind a reverse proxy: rate-limit by X-Forwarded-For
@@ -89,6 +94,9 @@ class Settings(BaseSettings):
     tokens: str = ""
     read_only: bool = False  # no anonymous writes at all (a public deployment); tokens still write
     write_rate_per_minute: int = Field(default=120, ge=1)  # label / note / view writes per client
+    # Host names writes may name besides loopback ones ("*": any), when there are no tokens: a
+    # DNS-rebound page reaches a local server under its own name and is refused.
+    allowed_hosts: str = ""
     max_label_chars: int = Field(default=500, ge=1)
     max_note_chars: int = Field(default=10_000, ge=1)
 

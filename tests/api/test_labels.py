@@ -197,7 +197,7 @@ def test_export_validates_and_reimports_with_labels(api: str, settings: Settings
             "/api/imports",
             params={"model": "fake", "transcoders": "other-set"},
             content=exported.content,
-            headers=USER,
+            headers={**USER, "content-type": "application/json"},
         )
         assert imported.status_code == 201, imported.text
         body = imported.json()
@@ -218,7 +218,10 @@ def test_imports_take_whole_graphs_other_routes_stay_small(api: str, settings: S
         document["metadata"]["info"] = {"description": "x" * (4 * settings.max_request_bytes)}
         body = json.dumps(document).encode()
         imported = client.post(
-            "/api/imports", params={"model": "fake", "transcoders": "big-set"}, content=body, headers=USER
+            "/api/imports",
+            params={"model": "fake", "transcoders": "big-set"},
+            content=body,
+            headers={**USER, "content-type": "application/json"},
         )
         assert imported.status_code == 201, imported.text
         too_big = client.post(

@@ -8,8 +8,8 @@ silently overwrite each other: the loser gets the current item back (HTTP 409). 
 version whose value is an old one's. Each change is published on a pub/sub channel for live views.
 
 Feature index ("which graphs use this feature"): filled lazily from the graphs' node hashes, for
-every graph in graphs:recent not yet indexed, whenever someone asks; evicted graphs drop out when
-their summaries are read.
+every graph in graphs:recent not yet indexed, whenever someone asks. Each graph records which index
+sets name it (graph:{id}:features), and evicting the graph (store.py) removes it from all of them.
 """
 
 from __future__ import annotations
@@ -41,6 +41,22 @@ if ARGV[2] == '' then redis.call('HDEL', KEYS[3], ARGV[5])
 else redis.call('HSET', KEYS[3], ARGV[5], ARGV[2]) end
 return {1, version}
 """
+
+
+# Enter a graph in the feature index, only while it is stored (an index entry for an evicted graph
+# would never be removed). KEYS: graph, graph:features, features:indexed. ARGV: graph id, "1" when
+# this is the last batch, then the features:{set}:{feature} keys.
+_INDEX = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 3, #ARGV do
+  redis.call('SADD', ARGV[i], ARGV[1])
+  redis.call('SADD', KEYS[2], ARGV[i])
+end
+if ARGV[2] == '1' then redis.call('SADD', KEYS[3], ARGV[1]) end
+return 1
+"""
+INDEX_BATCH = 2000
+WRITE_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,7 @@ class Annotations:
         self.r = client
         self.keys = keys
         self._write = client.register_script(_WRITE)
+        self._index_script = client.register_script(_INDEX)
 
     # --- items -------------------------------------------------------------------------------------
 
@@ -128,6 +145,40 @@ class Annotations:
         item = Item(kind, scope, key, value, int(version), author, now, action)
         await self.r.publish(self.channel(kind, scope), orjson.dumps({"event": kind, **item.to_json()}))
         return item
+
+    async def write_many(
+        self, kind: Kind, scope: str, entries: list[tuple[str, str, int]], *, author: str, action: str
+    ) -> tuple[list[Item], list[str]]:
+        """Compare-and-set each (key, value, expected version), pipelined: (written, conflicted keys).
+        The same script and events as `write`, for bulk writers such as imports."""
+        written: list[Item] = []
+        conflicts: list[str] = []
+        for start in range(0, len(entries), WRITE_BATCH):
+            batch = entries[start : start + WRITE_BATCH]
+            now = time.time()
+            async with self.r.pipeline(transaction=False) as pipe:
+                for key, value, expected in batch:
+                    keys = [
+                        self.keys.annotation(kind, scope, key),
+                        self.keys.annotation_history(kind, scope, key),
+                        self._index(kind, scope),
+                    ]
+                    await self._write(
+                        keys=keys, args=[expected, value, author, repr(now), key, action], client=pipe
+                    )
+                results = await pipe.execute()
+            done = []
+            for (key, value, _), (ok, version) in zip(batch, results, strict=True):
+                if int(ok):
+                    done.append(Item(kind, scope, key, value, int(version), author, now, action))
+                else:
+                    conflicts.append(key)
+            async with self.r.pipeline(transaction=False) as pipe:
+                for item in done:
+                    pipe.publish(self.channel(kind, scope), orjson.dumps({"event": kind, **item.to_json()}))
+                await pipe.execute()
+            written.extend(done)
+        return written, conflicts
 
     async def history(self, kind: Kind, scope: str, key: str) -> list[Item]:
         raw = await self.r.lrange(self.keys.annotation_history(kind, scope, key), 0, -1)
@@ -178,14 +229,22 @@ class Annotations:
 
     async def index_graph(self, graph_id: str, transcoder_set: str) -> list[str]:
         features = await self.graph_features(graph_id)
-        if await self.r.sismember(self.keys.features_indexed, graph_id):
-            return features
-        async with self.r.pipeline(transaction=False) as pipe:
-            for feature in features:
-                pipe.sadd(self.keys.feature_graphs(transcoder_set, feature), graph_id)
-            pipe.sadd(self.keys.features_indexed, graph_id)
-            await pipe.execute()
+        if not await self.r.sismember(self.keys.features_indexed, graph_id):
+            await self.index_features(graph_id, transcoder_set, features)
         return features
+
+    async def index_features(self, graph_id: str, transcoder_set: str, features: list[str]) -> bool:
+        """Enter a stored graph's features in the index; False when the graph is gone."""
+        k = self.keys
+        sets = [k.feature_graphs(transcoder_set, f) for f in features]
+        starts = range(0, max(len(sets), 1), INDEX_BATCH)
+        for start in starts:
+            last = "1" if start == starts[-1] else "0"
+            batch = sets[start : start + INDEX_BATCH]
+            keys = [k.graph(graph_id), k.graph_features(graph_id), k.features_indexed]
+            if not int(await self._index_script(keys=keys, args=[graph_id, last, *batch])):
+                return False
+        return True
 
     async def index_recent(self) -> None:
         """Enter every recent graph not indexed yet (most are, after the first call)."""

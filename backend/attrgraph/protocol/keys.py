@@ -13,6 +13,8 @@ server, and `redis-cli --scan --pattern 'attrgraph:*'` shows everything that is 
     graph:{graph}:meta     string     JSON summary (prompt, model, sizes) for lists
     graph:{graph}:nodes    hash       node id -> the node with its incoming and outgoing edges
     graph:{graph}:refs     set        who refers to the graph (share links, annotations): pinned
+    graph:{graph}:features set        the features:{set}:{feat} keys naming the graph (eviction
+                                      removes it from each, so the index shrinks with the cache)
     graphs:recent          zset       graph id by creation time
     graphs:lru             zset       unpinned graphs by last access: eviction order
     graphs:sizes           hash       graph id -> bytes it holds, for the memory bound
@@ -100,10 +102,18 @@ class Keys:
     def graph_refs(self, graph_id: str) -> str:
         return f"{self.graph_prefix}{graph_id}:refs"
 
+    def graph_features(self, graph_id: str) -> str:
+        return f"{self.graph_prefix}{graph_id}:features"
+
     def graph_keys(self, graph_id: str) -> list[str]:
         """Everything one graph's bytes live in (deleted together on eviction). The eviction script
-        in store.py builds the same three names from `graph_prefix` inside Redis: keep them in step."""
-        return [self.graph(graph_id), self.graph_meta(graph_id), self.graph_nodes(graph_id)]
+        in store.py builds the same names from `graph_prefix` inside Redis: keep them in step."""
+        return [
+            self.graph(graph_id),
+            self.graph_meta(graph_id),
+            self.graph_nodes(graph_id),
+            self.graph_features(graph_id),
+        ]
 
     @property
     def graphs_recent(self) -> str:

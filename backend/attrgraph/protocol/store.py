@@ -57,7 +57,12 @@ while tonumber(redis.call('GET', KEYS[2]) or '0') > bound and evicted < 1000 do
   end
   local size = tonumber(redis.call('HGET', KEYS[3], gid) or '0')
   local base = ARGV[2] .. gid
-  redis.call('DEL', base, base .. ':meta', base .. ':nodes')
+  -- The feature index entries go with the graph (annotations.py records them in :features).
+  for _, feature_set in ipairs(redis.call('SMEMBERS', base .. ':features')) do
+    redis.call('SREM', feature_set, gid)
+  end
+  redis.call('SREM', KEYS[5], gid)
+  redis.call('DEL', base, base .. ':meta', base .. ':nodes', base .. ':features')
   redis.call('HDEL', KEYS[3], gid)
   redis.call('ZREM', KEYS[4], gid)
   redis.call('DECRBY', KEYS[2], size)
@@ -106,7 +111,7 @@ class _Put:
             k.graph_refs(gid),
         ]
         self.commit_args: list[Any] = [gid, gz_json, summary, size, time.time(), RECENT_MAX]
-        self.evict_keys = [k.graphs_lru, k.graphs_bytes, k.graphs_sizes, k.graphs_recent]
+        self.evict_keys = [k.graphs_lru, k.graphs_bytes, k.graphs_sizes, k.graphs_recent, k.features_indexed]
         self.evict_args: list[Any] = [cache_bytes, k.graph_prefix, gid]
 
 

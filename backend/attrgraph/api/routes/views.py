@@ -10,7 +10,6 @@ POST /api/imports                store an exported graph; its qParams.clerps bec
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 import string
 import time
@@ -22,14 +21,15 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field, StrictStr
 
+from attrgraph.api import collab, imports
 from attrgraph.api.auth import WriterDep, identity, parse_tokens
 from attrgraph.api.collab import WRITE_ERRORS, AnnotationsDep
-from attrgraph.api.deps import KeysDep, RedisDep, SettingsDep, StoreDep
-from attrgraph.api.responses import ERRORS, OrjsonResponse, not_found
-from attrgraph.format.clerps import labels_from_clerps, with_labels
+from attrgraph.api.deps import KeysDep, RedisDep, ServicesDep, SettingsDep, StoreDep
+from attrgraph.api.responses import ERRORS, OrjsonResponse, field_error, not_found
+from attrgraph.format.clerps import with_labels
 from attrgraph.protocol import stored_graph
-from attrgraph.protocol.annotations import Conflict
-from attrgraph.protocol.schemas import ID_PATTERN, NAME_PATTERN, GraphId
+from attrgraph.protocol.schemas import ID_PATTERN, NAME_PATTERN, ErrorResponse, GraphId
+from attrgraph.settings import DEFAULT_REDIS_URL
 
 router = APIRouter(tags=["views"])
 
@@ -72,6 +72,10 @@ async def save_view(
     keys: KeysDep,
     annotations: AnnotationsDep,
 ) -> OrjsonResponse:
+    try:
+        orjson.dumps(body.state)  # stored with orjson: no >64-bit integers, deep nesting, surrogates
+    except orjson.JSONEncodeError as exc:
+        raise field_error(("body", "state"), f"not storable: {exc}", None) from None
     summary = await store.summary(body.graph_id)
     if summary is None:
         raise not_found(f"no graph {body.graph_id}")
@@ -150,66 +154,109 @@ async def export_graph(
         if params.get("pinnedIds"):
             q["pinnedIds"] = [p for p in params["pinnedIds"][0].split(",") if p]
         if params.get("supernodes"):
-            q["supernodes"] = orjson.loads(params["supernodes"][0])
+            try:
+                supernodes = orjson.loads(params["supernodes"][0])
+            except orjson.JSONDecodeError:
+                supernodes = None
+            if not isinstance(supernodes, list):
+                raise HTTPException(422, f"saved view {view}: its supernodes are not a JSON list")
+            q["supernodes"] = supernodes
         if params.get("clickedId"):
             q["clickedId"] = params["clickedId"][0]
     headers = {"Content-Disposition": f'attachment; filename="{graph_id}.json"', "Cache-Control": "no-store"}
     return OrjsonResponse(graph, headers=headers)
 
 
-@router.post("/api/imports", status_code=201, responses=WRITE_ERRORS)
+def _import_limit(request: Request, settings: SettingsDep) -> asyncio.Semaphore:
+    found: asyncio.Semaphore | None = getattr(request.app.state, "import_limit", None)
+    if found is None:
+        found = asyncio.Semaphore(settings.import_concurrency)
+        request.app.state.import_limit = found
+    return found
+
+
+@router.post(
+    "/api/imports",
+    status_code=201,
+    responses={**WRITE_ERRORS, 415: {"model": ErrorResponse, "description": "Not application/json"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object", "description": "Graph JSON"}}},
+        }
+    },
+)
 async def import_graph(
     request: Request,
     author: WriterDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     annotations: AnnotationsDep,
-    store: StoreDep,
     model: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     transcoders: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
 ) -> OrjsonResponse:
     """Store a graph exported here or by circuit-tracer / Neuronpedia. Labels in qParams.clerps
     (by node id or layer_index feature key) become shared labels of the transcoder set, under the
-    feature keys attrgraph.format reads, which the page reads too (docs/graph-format.md)."""
-    raw = await request.body()
+    feature keys attrgraph.format reads (docs/graph-format.md), through the same versioned writes
+    as the page: a label someone already wrote differently is reported back, not overwritten, and
+    every label written counts against the write limit."""
+    settings = services.settings
+    collab.check_origin(settings, request)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise HTTPException(status_code=415, detail="imports must be sent as application/json")
+    limit = _import_limit(request, settings)
     try:
-        graph = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise HTTPException(status_code=400, detail="the body is not valid JSON") from None
-    if (
-        not isinstance(graph, dict)
-        or not isinstance(graph.get("nodes"), list)
-        or not isinstance(graph.get("links"), list)
-        or not isinstance(graph.get("metadata"), dict)
-    ):
-        raise HTTPException(status_code=422, detail="expected graph JSON with metadata, nodes and links")
-    metadata = graph["metadata"]
-    model_name = model or str(metadata.get("scan") or "imported")[:100]
-    tc_name = transcoders or str(metadata.get("transcoder_set") or model_name)[:100]
-    graph_id = hashlib.sha256(b"import\0" + orjson.dumps(graph, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
-    # Encoding a large graph takes a while: off the event loop, as the store's own calls are.
-    meta, gz, nodes = await asyncio.to_thread(
-        stored_graph.encode, graph, graph_id=graph_id, model=model_name, transcoders=tc_name
-    )
-    await store.put(meta, gz, nodes, settings.graph_cache_bytes)
-    await annotations.index_graph(graph_id, tc_name)
-    written = 0
-    conflicts = []
-    for key, full_label in labels_from_clerps(graph).items():
-        label = full_label[: settings.max_label_chars]
-        current = await annotations.get("label", tc_name, key)
-        if current.value == label:
-            continue
+        await asyncio.wait_for(limit.acquire(), settings.import_wait_s)
+    except TimeoutError:
+        raise HTTPException(503, "too many imports at once; try again", {"Retry-After": "10"}) from None
+    try:
+        raw = await request.body()
+        params = {
+            "model": model,
+            "transcoders": transcoders,
+            "redis_url": settings.redis_url or DEFAULT_REDIS_URL,
+            "key_prefix": settings.key_prefix,
+            "cache_bytes": settings.graph_cache_bytes,
+            "max_prompt_chars": settings.max_prompt_chars,
+            "max_prompt_tokens": settings.max_prompt_tokens,
+            "max_label_chars": settings.max_label_chars,
+        }
         try:
-            await annotations.write("label", tc_name, key, label, author=author, expected=current.version)
-            written += 1
-        except Conflict:
-            conflicts.append(key)
+            stored = await imports.run_child(raw, params)
+        except imports.Rejected as rejected:
+            headers = {"Retry-After": "5"} if rejected.status == 503 else None
+            raise HTTPException(rejected.status, rejected.detail, headers) from None
+        finally:
+            del raw
+    finally:
+        limit.release()
+    graph_id, tc_name = str(stored["graph_id"]), str(stored["transcoders"])
+    await annotations.index_features(graph_id, tc_name, list(stored["features"]))
+    labels: dict[str, str] = stored["labels"]
+    keys = sorted(labels)
+    current = await annotations.get_many("label", tc_name, keys)
+    todo = [(i.key, labels[i.key], i.version) for i in current if not i.value]
+    conflicts = [
+        {"key": i.key, "imported": labels[i.key], "current": i.to_json()}
+        for i in current
+        if i.value and i.value != labels[i.key]
+    ]
+    try:
+        await collab.spend_writes(services, request, len(todo))
+    except HTTPException as limited:
+        body = {"detail": limited.detail, "graph_id": graph_id, "labels_pending": len(todo)}
+        return OrjsonResponse(body, status_code=429, headers=limited.headers)
+    written, raced = await annotations.write_many("label", tc_name, todo, author=author, action="import")
+    for key in raced:  # written by someone else between our read and our write
+        item = await annotations.get("label", tc_name, key)
+        conflicts.append({"key": key, "imported": labels[key], "current": item.to_json()})
     return OrjsonResponse(
         {
             "graph_id": graph_id,
             "graph_url": f"/api/graphs/{graph_id}",
+            "model": stored["model"],
             "transcoders": tc_name,
-            "labels_written": written,
+            "labels_written": len(written),
             "label_conflicts": conflicts,
         },
         status_code=201,
