@@ -13,7 +13,7 @@ import redis
 
 from attrgraph.settings import Settings
 from tests.support.collab import example_graph
-from tests.support.services import ApiServer, http, make_settings
+from tests.support.services import ApiServer, clear_prefix, http, make_settings
 
 USER = {"X-Attrgraph-User": "ada"}
 SET = "import-set"
@@ -196,3 +196,50 @@ def test_odd_but_valid_graphs_import(api: str, settings: Settings) -> None:
             ).status_code
             == 400
         )
+
+
+def test_feature_index_shrinks_with_the_cache(redis_url: str) -> None:
+    """100 graphs with distinct features through a cache that holds a few: the index (features:*)
+    names only the graphs still stored, one entry per feature of each."""
+    from attrgraph.protocol import stored_graph
+    from attrgraph.protocol.keys import Keys
+    from attrgraph.protocol.store import GraphWriter
+
+    probe = stored_graph.encode(graph_with_features(50), graph_id="0" * 32, model="m", transcoders=SET)
+    one = len(probe[1]) + sum(len(k) + len(v) for k, v in probe[2].items())
+    settings = make_settings(redis_url, graph_cache_bytes=one * 5)
+    keys = Keys(settings.key_prefix)
+    client = redis.Redis.from_url(redis_url)
+    writer = GraphWriter(client, keys, settings.graph_cache_bytes)
+    try:
+        with ApiServer(settings) as server, http(server.url) as api:
+            for n in range(100):
+                graph = graph_with_features(50)
+                for node in graph["nodes"][-50:]:  # features 1_(100n + i): no two graphs share one
+                    i = int(node["node_id"].split("_")[1])
+                    node["node_id"] = node["jsNodeId"] = f"1_{100 * n + i}_0"
+                gid = f"{n:032x}"
+                writer.put(*stored_graph.encode(graph, graph_id=gid, model="m", transcoders=SET))
+                assert api.get(f"/api/graphs/{gid}/labels").status_code == 200  # indexes it
+            stored = {m.decode().split(":")[-2] for m in client.scan_iter(match=f"{keys.prefix}graph:*:meta")}
+            assert 1 <= len(stored) <= 6
+            entries: dict[str, set[str]] = {}
+            for key in client.scan_iter(match=keys.feature_graphs(SET, "*")):
+                entries[key.decode()] = {m.decode() for m in client.smembers(key)}
+            named = set().union(*entries.values())
+            assert named == stored
+            per_graph = len(example_features()) + 50
+            shared = len(example_features())  # the example's own features are in every graph
+            assert len(entries) == shared + 50 * len(stored)
+            assert sum(len(m) for m in entries.values()) == per_graph * len(stored)
+            indexed = {m.decode() for m in client.smembers(keys.features_indexed)}
+            assert indexed == stored
+    finally:
+        client.close()
+        clear_prefix(redis_url, settings.key_prefix)
+
+
+def example_features() -> set[str]:
+    from attrgraph.format.feature_keys import feature_key_text
+
+    return {k for n in example_graph()["nodes"] if (k := feature_key_text(n)) is not None}

@@ -258,3 +258,29 @@ def test_imported_graph_with_cantor_and_js_ids_keys_labels_by_feature(api: str, 
         # The same graph again: stored once, nothing new to write.
         again = client.post("/api/imports", params={"transcoders": "renamed-set"}, json=graph, headers=USER)
         assert again.json()["graph_id"] == gid and again.json()["labels_written"] == 0
+
+
+def test_hostile_values_and_versions_are_4xx(api: str, settings: Settings) -> None:
+    gid = store_example(settings)
+    layer, index, _ = a_feature()
+    raw = {**USER, "content-type": "application/json"}
+    with http(api) as client:
+        surrogate = b'{"value": "x\\ud800y", "version": 0}'
+        assert client.put(label_url(layer, index), content=surrogate, headers=raw).status_code == 422
+        note = client.put(
+            f"/api/graphs/{gid}/note", params={"target": "graph"}, content=surrogate, headers=raw
+        )
+        assert note.status_code == 422
+        assert client.get(label_url(layer, index)).json()["version"] == 0
+        client.put(label_url(layer, index), json={"value": "one", "version": 0}, headers=USER)
+        for to_version in (2**64, 2**63, 2**53 + 1):
+            revert = client.post(
+                label_url(layer, index) + "/revert", json={"to_version": to_version}, headers=USER
+            )
+            assert revert.status_code == 422, revert.text
+        missing = client.post(label_url(layer, index) + "/revert", json={"to_version": 2**53}, headers=USER)
+        assert missing.status_code == 404
+        huge_etag = client.put(
+            label_url(layer, index), json={"value": "two"}, headers={**USER, "If-Match": '"' + "9" * 30 + '"'}
+        )
+        assert huge_etag.status_code == 400

@@ -54,3 +54,42 @@ def test_query_forms(api: str, settings: Settings, query: str) -> None:
             f"/graph/{gid}?view={view['id']}" if not query else f"/graph/{gid}?{query}&view={view['id']}"
         )
         assert location == expected
+
+
+def _deep(levels: int) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"graph_id": "%s", "state": {"n": 123456789012345678901234567890}}',
+        '{"graph_id": "%s", "state": {"s": "\\ud800"}}',
+        '{"graph_id": "%s", "state": ' + "[" * 300 + "]" * 300 + "}",
+    ],
+    ids=["int beyond 64 bits", "lone surrogate", "nested 300 levels"],
+)
+def test_unstorable_state_is_422(api: str, settings: Settings, body: str) -> None:
+    gid = store_example(settings)
+    with http(api) as client:
+        raw = (body % gid).encode()
+        response = client.post(
+            "/api/views", content=raw, headers={**USER, "content-type": "application/json"}
+        )
+        assert response.status_code == 422, response.text
+        assert client.get(f"/api/graphs/{gid}/summary").json()["pinned"] is False
+
+
+def test_export_of_a_view_with_broken_supernodes_is_422(api: str, settings: Settings) -> None:
+    gid = store_example(settings)
+    with http(api) as client:
+        for supernodes, status in (("%5B%5B%22a%22%5D%5D", 200), ("%7Bnope", 422), ("3", 422)):
+            view = client.post(
+                "/api/views", json={"graph_id": gid, "query": f"supernodes={supernodes}"}, headers=USER
+            ).json()
+            exported = client.get(f"/api/graphs/{gid}/export", params={"view": view["id"]})
+            assert exported.status_code == status, exported.text
+        assert exported.json()["detail"].endswith("not a JSON list")
