@@ -8,7 +8,7 @@ import pytest
 
 from attrgraph.bundled import demo_dir
 from attrgraph.demo.corpus import World
-from attrgraph.demo.evaluate import dallas_analysis
+from attrgraph.demo.dallas import dallas_analysis
 from attrgraph.engine.models import LoadedModel
 from attrgraph.engine.transcoders.base import TranscoderSet
 
@@ -53,4 +53,5 @@ def test_graph_features_are_causal(dallas: dict[str, Any]) -> None:
     assert "error" not in graph, graph
     ablations = graph["ablate_top_features"]
     assert ablations["top_1"]["margin"] < dallas["margin"]
-    assert ablations["top_5"]["prediction"] != " Austin"
+    assert ablations["top_5"]["margin"] < ablations["top_1"]["margin"]
+    assert ablations["top_10"]["prediction"] != " Austin"

@@ -7,10 +7,9 @@ import torch
 from torch import Tensor
 
 from attrgraph.engine.graph import Graph
+from attrgraph.engine.influence import Propagator, _power_iteration
 from attrgraph.engine.pruning import (
     PruneResult,
-    _power_iteration,
-    _Propagator,
     cumulative_influence,
     graph_scores,
     node_influence,
@@ -131,7 +130,7 @@ def test_node_influence_matches_dense_inverse(seed: int, complete_rows: bool) ->
 def test_layer_sweep_equals_power_iteration(seed: int) -> None:
     graph = random_graph(seed=seed, n_layers=5, features_per_site=3)
     start = dense_logit_weights(graph)
-    assert _Propagator(graph).sweeps
+    assert Propagator(graph).sweeps
     slow = _power_iteration(normalized_abs_weights(graph), graph.edges[:, 0], graph.edges[:, 1], start, 20)
     torch.testing.assert_close(node_influence(graph), slow, rtol=1e-12, atol=1e-15)
 
@@ -145,7 +144,7 @@ def test_same_layer_edges_fall_back_to_power_iteration() -> None:
     graph.edges = torch.cat([graph.edges, extra])
     graph.weights = torch.cat([graph.weights, torch.tensor([0.7])])
     graph.row_abs_totals = torch.zeros(graph.n_nodes)
-    assert not _Propagator(graph).sweeps
+    assert not Propagator(graph).sweeps
     normalized, _, _ = dense_normalized(graph)
     expected = dense_influence(normalized, dense_logit_weights(graph))
     torch.testing.assert_close(node_influence(graph), expected, rtol=1e-9, atol=1e-12)

@@ -24,8 +24,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from attrgraph.bundled import DEMO_MODEL_NAME, demo_dashboards_dir, demo_model_dir, demo_transcoders_dir
 from attrgraph.demo.corpus import World, eval_items, generate_documents, make_world
+from attrgraph.demo.dallas import dallas_analysis
 from attrgraph.demo.dashboards import build_dashboards
-from attrgraph.demo.evaluate import behaviour_metrics, dallas_analysis, firing_counts, transcoder_metrics
+from attrgraph.demo.evaluate import behaviour_metrics, firing_counts, transcoder_metrics
 from attrgraph.demo.tokenizer import PAD, build_tokenizer
 from attrgraph.demo.train_model import ModelConfig, encode_documents, pack_documents, save_model, train_model
 from attrgraph.demo.train_transcoders import TranscoderConfig, collect_mlp_activations, train_transcoders

@@ -19,6 +19,7 @@ another prompt's graph.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -137,14 +138,7 @@ def intervene(
     options = options or InterventionOptions()
     ids = tokenize(lm.tokenizer, prompt)
     validate(interventions, transcoders, len(ids), options)
-    rm = ReplacementModel(lm.model, transcoders)
-    device = next(lm.model.parameters()).device
-    token_ids = torch.tensor(ids, device=device)
-    exclude = int(token_ids[0] == lm.tokenizer.bos_token_id)
-    with torch.enable_grad():
-        cache = rm.run(
-            token_ids, exclude_positions=exclude, record=options.freeze_attention or options.direct_only
-        )
+    rm, cache, token_ids = _cached_pass(lm, transcoders, ids, options.freeze_attention or options.direct_only)
     before = _predict(lm, rm, cache, token_ids, [], options)
     after = _predict(lm, rm, cache, token_ids, interventions, options)
     p_before = torch.softmax(before.logits.double(), -1)
@@ -153,6 +147,37 @@ def intervene(
     tokens = dict.fromkeys([t for t, _, _ in before.top] + [t for t, _, _ in after.top])
     changes = {t: (float(p_before[t]), float(p_after[t])) for t in tokens}
     return InterventionResult(before, after, max(kl, 0.0), changes)
+
+
+def next_token_logits(
+    lm: TraceableModel,
+    transcoders: TranscoderSet,
+    prompt: str | list[int],
+    intervention_sets: Sequence[list[FeatureIntervention]],
+    options: InterventionOptions | None = None,
+) -> list[Tensor]:
+    """The next-token logits (vocab,) after `prompt` under each list of interventions, all from one
+    cached forward pass and without continuations: the cheap path for analyses that try many edits
+    of one prompt. Each entry equals `intervene(...).after.logits` for that list."""
+    options = options or InterventionOptions()
+    ids = tokenize(lm.tokenizer, prompt)
+    for interventions in intervention_sets:
+        validate(interventions, transcoders, len(ids), options)
+    rm, cache, token_ids = _cached_pass(lm, transcoders, ids, options.freeze_attention or options.direct_only)
+    return [_logits(rm, cache, token_ids, ivs, options)[-1] for ivs in intervention_sets]
+
+
+def _cached_pass(
+    lm: TraceableModel, transcoders: TranscoderSet, ids: list[int], record: bool
+) -> tuple[ReplacementModel, ForwardCache, Tensor]:
+    """The replacement model's forward pass on the prompt, which interventions edit and replay."""
+    rm = ReplacementModel(lm.model, transcoders)
+    device = next(lm.model.parameters()).device
+    token_ids = torch.tensor(ids, device=device)
+    exclude = int(token_ids[0] == lm.tokenizer.bos_token_id)
+    with torch.enable_grad():
+        cache = rm.run(token_ids, exclude_positions=exclude, record=record)
+    return rm, cache, token_ids
 
 
 def _predict(
@@ -284,12 +309,7 @@ def active_features(
     ids = tokenize(lm.tokenizer, prompt)
     n_pos = len(ids)
     wanted_pos = None if positions is None else {p % n_pos for p in positions}
-    rm = ReplacementModel(lm.model, transcoders)
-    device = next(lm.model.parameters()).device
-    token_ids = torch.tensor(ids, device=device)
-    exclude = int(token_ids[0] == lm.tokenizer.bos_token_id)
-    with torch.enable_grad():
-        cache = rm.run(token_ids, exclude_positions=exclude)
+    _, cache, _ = _cached_pass(lm, transcoders, ids, record=False)
     found: list[ActiveFeature] = []
     for layer, sparse in enumerate(cache.activations):
         if layers is not None and layer not in layers:
