@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import time
 import unicodedata
 from typing import Annotated
 from urllib.parse import unquote
@@ -20,8 +19,7 @@ from urllib.parse import unquote
 from fastapi import Depends, HTTPException, Request
 
 from attrgraph.api.deps import ServicesDep
-from attrgraph.api.limits import client_id
-from attrgraph.protocol.keys import RATE_WINDOW_S
+from attrgraph.api.limits import count_against_limit
 from attrgraph.settings import Settings
 
 MAX_NAME_CHARS = 64
@@ -95,19 +93,15 @@ async def require_writer(services: ServicesDep, request: Request) -> str:
         raise HTTPException(status_code=403, detail="this server is read-only")
     else:
         user = clean_name(request.headers.get(USER_HEADER) or request.cookies.get(USER_COOKIE))
-    now = time.time()
-    key = services.keys.rate("write:" + client_id(request, settings), int(now // RATE_WINDOW_S))
-    async with services.redis.pipeline(transaction=False) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, RATE_WINDOW_S)
-        count, _ = await pipe.execute()
-    if count > settings.write_rate_per_minute:
-        retry = int(RATE_WINDOW_S - now % RATE_WINDOW_S) + 1
-        raise HTTPException(
-            status_code=429,
-            detail=f"rate limit: at most {settings.write_rate_per_minute} writes a minute per client",
-            headers={"Retry-After": str(retry)},
-        )
+    await count_against_limit(
+        services.redis,
+        services.keys,
+        settings,
+        request,
+        bucket="write:",
+        per_minute=settings.write_rate_per_minute,
+        what="writes",
+    )
     return user
 
 

@@ -1,5 +1,5 @@
-"""Request limits: a body-size cap (ASGI middleware) and the per-client rate limit on graph
-generation (a fixed one-minute window counter in Redis, shared by every API process)."""
+"""Request limits: a body-size cap (ASGI middleware) and per-client rate limits (a fixed one-minute
+window counter in Redis, shared by every API process) on graph generation and on writes."""
 
 from __future__ import annotations
 
@@ -84,16 +84,39 @@ def client_id(request: Request, settings: Settings) -> str:
 
 async def check_rate(redis: aioredis.Redis, keys: Keys, settings: Settings, request: Request) -> None:
     """429 with Retry-After once a client has started `rate_limit_per_minute` graphs this minute."""
+    await count_against_limit(
+        redis,
+        keys,
+        settings,
+        request,
+        bucket="",
+        per_minute=settings.rate_limit_per_minute,
+        what="new graphs",
+    )
+
+
+async def count_against_limit(
+    redis: aioredis.Redis,
+    keys: Keys,
+    settings: Settings,
+    request: Request,
+    *,
+    bucket: str,
+    per_minute: int,
+    what: str,
+) -> None:
+    """Count one request of this client in `bucket`; 429 with Retry-After past `per_minute` of them
+    in the current minute. Buckets keep unrelated limits (graphs, writes) from sharing a count."""
     now = time.time()
-    key = keys.rate(client_id(request, settings), int(now // RATE_WINDOW_S))
+    key = keys.rate(bucket + client_id(request, settings), int(now // RATE_WINDOW_S))
     async with redis.pipeline(transaction=False) as pipe:
         pipe.incr(key)
         pipe.expire(key, RATE_WINDOW_S)
         count, _ = await pipe.execute()
-    if count > settings.rate_limit_per_minute:
+    if count > per_minute:
         retry = int(RATE_WINDOW_S - now % RATE_WINDOW_S) + 1
         raise HTTPException(
             status_code=429,
-            detail=f"rate limit: at most {settings.rate_limit_per_minute} new graphs a minute per client",
+            detail=f"rate limit: at most {per_minute} {what} a minute per client",
             headers={"Retry-After": str(retry)},
         )
