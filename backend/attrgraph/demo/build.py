@@ -110,72 +110,62 @@ def build(
     flag are set for the build and restored afterwards.
     """
     with _torch_settings(SIZES[size]):
-        return _build(out, size, seed, show_progress, log)
+        spec = SIZES[size]
+        torch.manual_seed(seed)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        timings: dict[str, float] = {}
+        stages = ["corpus", "model", "transcoders", "dashboards + metrics"]
+        bar = tqdm(stages, desc=f"demo build ({size})", disable=not show_progress)
 
+        def stage(name: str) -> None:
+            timings[name] = round(time.perf_counter() - started - sum(timings.values()), 1)
+            bar.update(1)
+            bar.set_postfix_str(name)
 
-def _build(
-    out: Path,
-    size: str = "full",
-    seed: int = 0,
-    show_progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    spec = SIZES[size]
-    torch.manual_seed(seed)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    timings: dict[str, float] = {}
-    stages = ["corpus", "model", "transcoders", "dashboards + metrics"]
-    bar = tqdm(stages, desc=f"demo build ({size})", disable=not show_progress)
+        out.mkdir(parents=True, exist_ok=True)
+        for sub in (demo_model_dir(out), demo_transcoders_dir(out), demo_dashboards_dir(out)):
+            if sub.exists():
+                shutil.rmtree(sub)
+        model_cfg = ModelConfig(**{**asdict(spec.model), "seed": seed})
+        tc_cfg = TranscoderConfig(**{**asdict(spec.transcoders), "seed": seed})
 
-    def stage(name: str) -> None:
-        timings[name] = round(time.perf_counter() - started - sum(timings.values()), 1)
-        bar.update(1)
-        bar.set_postfix_str(name)
+        world = make_world(seed)
+        docs = generate_documents(world, spec.n_docs, seed)
+        prompts = [item.prompt for items in eval_items(world).values() for item in items]
+        tokenizer = build_tokenizer(docs + prompts, world.entity_words())
+        stage("corpus")
 
-    out.mkdir(parents=True, exist_ok=True)
-    for sub in (demo_model_dir(out), demo_transcoders_dir(out), demo_dashboards_dir(out)):
-        if sub.exists():
-            shutil.rmtree(sub)
-    model_cfg = ModelConfig(**{**asdict(spec.model), "seed": seed})
-    tc_cfg = TranscoderConfig(**{**asdict(spec.transcoders), "seed": seed})
+        model, losses = train_model(docs, tokenizer, model_cfg, log=log, show_progress=show_progress)
+        save_model(model, tokenizer, demo_model_dir(out))
+        stage("model")
 
-    world = make_world(seed)
-    docs = generate_documents(world, spec.n_docs, seed)
-    prompts = [item.prompt for items in eval_items(world).values() for item in items]
-    tokenizer = build_tokenizer(docs + prompts, world.entity_words())
-    stage("corpus")
+        tc_ids, tc_mask = _transcoder_windows(world, tokenizer, spec, seed)
+        x_train, y_train = collect_mlp_activations(model, tc_ids, tc_mask, show_progress=show_progress)
+        tc, tc_notes = train_transcoders(
+            x_train, y_train, tc_cfg, name=f"{DEMO_MODEL_NAME}-plt", show_progress=show_progress
+        )
+        save_transcoders(tc, demo_transcoders_dir(out), model_name=DEMO_MODEL_NAME, overwrite=True)
+        del x_train, y_train
+        stage("transcoders")
 
-    model, losses = train_model(docs, tokenizer, model_cfg, log=log, show_progress=show_progress)
-    save_model(model, tokenizer, demo_model_dir(out))
-    stage("model")
-
-    tc_ids, tc_mask = _transcoder_windows(world, tokenizer, spec, seed)
-    x_train, y_train = collect_mlp_activations(model, tc_ids, tc_mask, show_progress=show_progress)
-    tc, tc_notes = train_transcoders(
-        x_train, y_train, tc_cfg, name=f"{DEMO_MODEL_NAME}-plt", show_progress=show_progress
-    )
-    save_transcoders(tc, demo_transcoders_dir(out), model_name=DEMO_MODEL_NAME, overwrite=True)
-    del x_train, y_train
-    stage("transcoders")
-
-    training = {
-        "n_docs": spec.n_docs,
-        "model_config": asdict(model_cfg),
-        "transcoder_config": asdict(tc_cfg),
-        "loss_curve": losses,
-        "transcoder_training": tc_notes,
-    }
-    metrics = _finish(out, size, seed, show_progress, training)
-    stage("dashboards + metrics")
-    bar.close()
-    metrics.update(
-        timings_s=timings,
-        wall_s=round(time.perf_counter() - started, 1),
-        cpu_s=round(time.process_time() - cpu_started, 1),
-    )
-    _write_metrics(out, metrics)
-    log(f"demo build ({size}) done in {metrics['wall_s']:.0f} s -> {out}")
-    return metrics
+        training = {
+            "n_docs": spec.n_docs,
+            "model_config": asdict(model_cfg),
+            "transcoder_config": asdict(tc_cfg),
+            "loss_curve": losses,
+            "transcoder_training": tc_notes,
+        }
+        metrics = _finish(out, size, seed, show_progress, training)
+        stage("dashboards + metrics")
+        bar.close()
+        metrics.update(
+            timings_s=timings,
+            wall_s=round(time.perf_counter() - started, 1),
+            cpu_s=round(time.process_time() - cpu_started, 1),
+        )
+        _write_metrics(out, metrics)
+        log(f"demo build ({size}) done in {metrics['wall_s']:.0f} s -> {out}")
+        return metrics
 
 
 @contextmanager
