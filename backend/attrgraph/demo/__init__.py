@@ -8,5 +8,7 @@
     train_transcoders.py   per-layer transcoders on the model's MLPs
     dashboards.py          feature dashboards (Neuronpedia feature-detail format) and automatic labels
     evaluate.py            behaviour and transcoder-quality metrics reported in docs/demo-model.md
+    dallas.py              the Dallas analysis of the model card; state_features.py the state-picking
+                           features it searches; edits.py feature edits through engine.interventions
     build.py               the pipeline; cli.py the `attrgraph demo` subcommand
 """
