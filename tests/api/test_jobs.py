@@ -96,3 +96,26 @@ def test_unknown_job(api: str) -> None:
     assert httpx.delete(f"{api}/api/jobs/{'0' * 32}").status_code == 404
     assert httpx.get(f"{api}/api/jobs/{'0' * 32}/events").status_code == 404
     assert httpx.get(f"{api}/api/jobs/not-an-id").status_code == 422
+
+
+def test_anonymous_clients_cannot_cancel_a_token_holders_job(redis_url: str) -> None:
+    """Tokens + read-only: an anonymous resubmission joins the job, but deleting it is a write."""
+    settings = make_settings(redis_url, tokens="alice:tok1", read_only=True)
+    with (
+        ApiServer(settings) as api,
+        WorkerThread(settings) as worker,
+        httpx.Client(base_url=api.url, timeout=30) as client,
+    ):
+        worker.tracer.steps, worker.tracer.step_s = 100, 0.05
+        alice = {"Authorization": "Bearer tok1"}
+        mine = client.post("/api/graphs", json={"prompt": "alice's prompt"}, headers=alice).json()
+        joined = client.post("/api/graphs", json={"prompt": "alice's prompt"}).json()
+        assert joined["job_id"] == mine["job_id"]
+        refused = client.delete(f"/api/jobs/{joined['job_id']}")
+        assert refused.status_code == 401, refused.text
+        wrong = client.delete(f"/api/jobs/{joined['job_id']}", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 403
+        assert _state(client, mine["job_id"]) in ("queued", "running")
+        cancelled = client.delete(f"/api/jobs/{mine['job_id']}", headers=alice)
+        assert cancelled.status_code == 200 and cancelled.json()["state"] in ("running", "cancelled")
+    clear_prefix(redis_url, settings.key_prefix)

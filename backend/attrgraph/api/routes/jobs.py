@@ -11,6 +11,8 @@ from fastapi import APIRouter, Header, Path
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
+from attrgraph.api.auth import WriterDep
+from attrgraph.api.collab import WRITE_ERRORS
 from attrgraph.api.deps import QueueDep
 from attrgraph.api.responses import ERRORS, not_found
 from attrgraph.protocol.queue import JobQueue
@@ -61,10 +63,12 @@ async def get_job(job_id: JobId, queue: QueueDep) -> JobStatus:
     return await _status(queue, await _load(queue, job_id))
 
 
-@router.delete("/{job_id}", response_model=CancelResult, responses=ERRORS)
-async def cancel_job(job_id: JobId, queue: QueueDep) -> CancelResult:
+@router.delete("/{job_id}", response_model=CancelResult, responses={**ERRORS, **WRITE_ERRORS})
+async def cancel_job(job_id: JobId, queue: QueueDep, author: WriterDep) -> CancelResult:
     """Cancel: a queued job stops at once, a running one at its worker's next progress report.
-    Requests that joined the same job are cancelled with it."""
+    Requests that joined the same job are cancelled with it, so cancelling is a write: with tokens
+    it needs one, a read-only server refuses anonymous clients, and it counts against the write
+    limit (anyone could otherwise join a job by resubmitting its prompt and cancel it)."""
     job = await _load(queue, job_id)
     state = await queue.cancel(job)
     if state is None:
