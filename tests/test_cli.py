@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,181 @@ def test_a_broken_subcommand_module_fails_loudly(module: str, monkeypatch: pytes
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(ImportError, match=module):
         main(["--help"])
+
+
+# --- chat prompts, strict targets and limits -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chat_sources(tmp_path_factory: pytest.TempPathFactory, sources: tuple[str, str]) -> tuple[str, str]:
+    """The tiny llama with a chat template on its tokenizer, and the same transcoders."""
+    from tests.support.chat import make_tiny_chat_model
+
+    model = make_tiny_chat_model(tmp_path_factory.mktemp("cli-chat") / "model")
+    return str(model), sources[1]
+
+
+@pytest.fixture
+def restore_progress_bars() -> Iterator[None]:
+    """--quiet turns transformers' progress bars off for the process: on before (an earlier --quiet
+    must not make a test pass) and after (for other tests)."""
+    import transformers
+
+    transformers.utils.logging.enable_progress_bar()
+    yield
+    transformers.utils.logging.enable_progress_bar()
+
+
+def test_chat_file_traces_the_rendered_template(
+    chat_sources: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.chat import CHAT, RENDERED
+
+    chat_file = tmp_path / "chat.json"
+    chat_file.write_text(json.dumps(CHAT))
+    out = tmp_path / "graph.json"
+    model, transcoders = chat_sources
+    args = ["trace", "--chat", str(chat_file), "--model", model, "--transcoders", transcoders, "--quiet"]
+    code = main([*args, "--max-n-logits", "1", "--max-feature-nodes", "32", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"prompt: {RENDERED!r}" in captured.out
+    metadata = json.loads(out.read_bytes())["metadata"]
+    assert metadata["prompt"] == RENDERED
+    tokens = metadata["prompt_tokens"]
+    assert tokens[0] == "<|bos|>" and tokens.count("<|bos|>") == 1  # the template's BOS, only once
+    # The export shows a newline token as ⏎.
+    assert "".join(tokens[1:]).replace("\u23ce", "\n") == RENDERED.removeprefix("<|bos|>")
+
+
+def test_chat_from_stdin(
+    chat_sources: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps([{"role": "user", "content": "Hi"}])))
+    model, transcoders = chat_sources
+    code = main(["trace", "--chat", "-", "--model", model, "--transcoders", transcoders, "--quiet"])
+    assert code == 0
+    assert "<turn> user\\nHi<end>\\n<turn> assistant\\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("chat", "extra", "message"),
+    [
+        ('[{"role": "user", "content": "Hi"}]', ["some prompt"], "either a PROMPT or --chat"),
+        ("{not json", [], "is not JSON"),
+        ('{"role": "user"}', [], "must be a JSON list of messages"),
+        ("[]", [], "the chat has no messages"),
+        ('[{"role": "user", "content": " "}]', [], "every message's content is blank"),
+    ],
+)
+def test_bad_chats_exit_2(
+    chat: str, extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chat_file = tmp_path / "chat.json"
+    chat_file.write_text(chat)
+    # A model that does not exist: each of these is refused before any model is loaded.
+    code = main(
+        ["trace", *extra, "--chat", str(chat_file), "--model", "/does/not/exist", "--transcoders", "x"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("attrgraph: error:") and message in err[0]
+
+
+def test_chat_for_a_model_without_a_template_exits_2(
+    sources: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chat_file = tmp_path / "chat.json"
+    chat_file.write_text('[{"role": "user", "content": "Hi"}]')
+    model, transcoders = sources
+    code = main(
+        ["trace", "--chat", str(chat_file), "--model", model, "--transcoders", transcoders, "--quiet"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "this model has no chat template" in err[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["trace", "   ", "--model", "/does/not/exist", "--transcoders", "x"], "the prompt is empty"),
+        (["trace", "--model", "/does/not/exist"], "give a PROMPT"),
+        (["trace", "hello", "--model", "/does/not/exist"], "a model needs its transcoders"),
+        (["trace", "--chat", "/no/such/chat.json"], "cannot read --chat /no/such/chat.json"),
+    ],
+)
+def test_refused_before_loading_anything(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("attrgraph: error:") and message in err[0]
+
+
+def test_quiet_silences_every_progress_bar(
+    sources: tuple[str, str], capsys: pytest.CaptureFixture[str], restore_progress_bars: None
+) -> None:
+    model, transcoders = sources
+    code = main(["trace", "The capital", "--model", model, "--transcoders", transcoders, "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err == ""  # neither ours nor transformers' "Loading weights"
+
+
+# On the demo model (word-level vocabulary, 96-token context).
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--target", "Austin"], "did you mean ' Austin'"),
+        (["--target", "Zyzzyva"], "'Zyzzyva' is not a single token of the vocabulary"),
+        (["--logit-diff", "Texsa", " Austin"], "did you mean ' Texas'"),
+    ],
+)
+def test_demo_targets_are_strict_and_suggest(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str], restore_progress_bars: None
+) -> None:
+    code = main(["trace", "Fact: the capital of the state containing Dallas is", "--quiet", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("attrgraph: error:") and message in err[0]
+
+
+def test_demo_prompt_longer_than_the_context_exits_2(
+    capsys: pytest.CaptureFixture[str], restore_progress_bars: None
+) -> None:
+    prompt = " ".join(["the"] * 120)  # 121 tokens with BOS; the demo model's context is 96
+    code = main(["trace", prompt, "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [
+        "attrgraph: error: the prompt has 121 tokens; the limit is 96 (the model's context)"
+    ]
+
+
+def test_demo_logit_difference_reads_a_minus_b(
+    capsys: pytest.CaptureFixture[str], restore_progress_bars: None
+) -> None:
+    code = main(
+        [
+            "trace",
+            "The opposite of big is",
+            "--logit-diff",
+            " small",
+            " big",
+            "--quiet",
+            "--max-feature-nodes",
+            "32",
+        ]
+    )
+    assert code == 0
+    assert "' small' minus ' big'" in capsys.readouterr().out
+
+
+def test_target_ids(sources: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    model, transcoders = sources
+    args = ["trace", "The capital", "--model", model, "--transcoders", transcoders, "--quiet"]
+    assert main([*args, "--target-id", "7", "--target-id", "9", "--max-feature-nodes", "8"]) == 0
+    assert len([line for line in capsys.readouterr().out.splitlines() if line.startswith("    ")]) == 2
+    assert main([*args, "--target-id", "100000"]) == 2
+    assert "outside the vocabulary" in capsys.readouterr().err

@@ -52,9 +52,15 @@ def _add_trace(sub: Any) -> None:
     p = sub.add_parser(
         "trace",
         help="compute the attribution graph of a prompt",
-        description="Compute the attribution graph of PROMPT and print a summary.",
+        description="Compute the attribution graph of PROMPT (or of a chat, --chat) and print a summary.",
     )
-    p.add_argument("prompt", help="the prompt text")
+    p.add_argument("prompt", nargs="?", help="the prompt text")
+    p.add_argument(
+        "--chat",
+        metavar="FILE",
+        help="trace a chat instead of PROMPT: a JSON list of {role, content} messages in FILE ('-': stdin), "
+        "rendered with the model's chat template",
+    )
     p.add_argument("--model", help="hub id, model directory or .gguf file (default: the built-in demo model)")
     p.add_argument("--transcoders", help="hub id or directory of transcoders (default: the demo's)")
     target = p.add_mutually_exclusive_group()
@@ -62,7 +68,11 @@ def _add_trace(sub: Any) -> None:
         "--target",
         action="append",
         metavar="TOKEN",
-        help="explain this output token (repeatable); default: the top predictions",
+        help="explain this output token, as its exact text (' Austin' with its space; repeatable); "
+        "default: the top predictions",
+    )
+    target.add_argument(
+        "--target-id", action="append", type=int, metavar="ID", help="explain this token id (repeatable)"
     )
     target.add_argument("--logit-diff", nargs=2, metavar=("A", "B"), help="explain logit(A) - logit(B)")
     p.add_argument("--max-feature-nodes", type=_positive_int, default=None)
@@ -92,7 +102,14 @@ def _positive_int(text: str) -> int:
 
 
 def _run_trace(args: argparse.Namespace) -> int:
-    from attrgraph.tracing import TraceRequestError, default_sources, load_pair, summarize, trace_request
+    from attrgraph.tracing import (
+        TraceRequestError,
+        check_prompt,
+        default_sources,
+        load_pair,
+        summarize,
+        trace_request,
+    )
 
     if not 0 < args.desired_logit_prob <= 1:
         raise CliError("--desired-logit-prob must be in (0, 1]")
@@ -101,20 +118,26 @@ def _run_trace(args: argparse.Namespace) -> int:
             raise CliError(f"--{name.replace('_', '-')} must be in [0, 1]")
     if args.output is not None and not args.output.parent.exists():
         raise CliError(f"cannot write {args.output}: directory {args.output.parent} does not exist")
+    prompt = _prompt_of(args)
     from attrgraph.hub_cli import apply_hub_flags
 
     apply_hub_flags(args)  # --offline, --quiet, and a preset name in --model
-    model_source, transcoder_source = default_sources(args.model, args.transcoders)
+    if args.quiet:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
     progress = _ProgressBar(enabled=not args.quiet)
     try:
+        check_prompt(prompt)  # before the model loads: an empty prompt needs no model to refuse
+        model_source, transcoder_source = default_sources(args.model, args.transcoders)
         lm, transcoders = load_pair(
             model_source, transcoder_source, device=args.device, dtype=args.dtype, progress=progress
         )
         result = trace_request(
             lm,
             transcoders,
-            args.prompt,
-            targets=args.target,
+            prompt,
+            targets=args.target or args.target_id,
             logit_diff=args.logit_diff,
             max_tokens=args.max_tokens,
             settings={
@@ -137,6 +160,31 @@ def _run_trace(args: argparse.Namespace) -> int:
         args.output.write_bytes(result.json_bytes())
         print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def _prompt_of(args: argparse.Namespace) -> str | list[Any]:
+    """PROMPT, or the messages of --chat FILE (a JSON list of {role, content})."""
+    if args.chat is None:
+        if args.prompt is None:
+            raise CliError("give a PROMPT to trace (or --chat FILE with chat messages)")
+        return str(args.prompt)
+    if args.prompt is not None:
+        raise CliError("give either a PROMPT or --chat FILE, not both")
+    import json
+
+    where = "stdin" if args.chat == "-" else args.chat
+    try:
+        raw = sys.stdin.read() if args.chat == "-" else Path(args.chat).read_text(encoding="utf-8")
+        chat = json.loads(raw)
+    except OSError as exc:
+        raise CliError(f"cannot read --chat {where}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CliError(f"--chat {where} is not JSON: {exc}") from None
+    if not isinstance(chat, list) or not all(isinstance(m, dict) for m in chat):
+        raise CliError(
+            f'--chat {where} must be a JSON list of messages: [{{"role": "user", "content": "..."}}]'
+        )
+    return chat
 
 
 class _ProgressBar:

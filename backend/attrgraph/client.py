@@ -3,14 +3,17 @@
 from attrgraph.client import AttrGraphClient
 
 with AttrGraphClient("http://127.0.0.1:8000") as ag:
-    graph = ag.trace("The capital of Texas is", on_event=print)   # submit, wait, fetch
+    graph = ag.trace("The capital of Texas is", target=" Austin", on_event=print)  # submit, wait, fetch
+    chat = ag.trace([{"role": "user", "content": "Name the capital of Texas."}])  # instruct models
     node = ag.node(graph_id, "E_262_0")
+
+A request the server refuses raises ApiError carrying the server's message (`detail`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +21,49 @@ import httpx
 import orjson
 
 EventHandler = Callable[[str, dict[str, Any]], None]
+Prompt = str | Sequence[Mapping[str, str]]  # text, or chat messages ({role, content})
+TokenRef = str | int  # a token's exact text (" Austin") or its vocabulary id
+Target = TokenRef | Sequence[TokenRef] | Mapping[str, Any]
+
+
+class ApiError(httpx.HTTPStatusError):
+    """The server refused a request: `status_code` and the server's own message (`detail`)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        self.detail = _detail(response)
+        request = response.request
+        super().__init__(
+            f"{request.method} {request.url.path}: {response.status_code}: {self.detail}",
+            request=request,
+            response=response,
+        )
+
+
+def _detail(response: httpx.Response) -> str:
+    """FastAPI's `detail`: a message, or validation errors as "field: message" (prompt: at most 96 ...)."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return response.text.strip() or response.reason_phrase
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            where = (
+                ".".join(str(p) for p in item.get("loc", []) if p != "body") if isinstance(item, dict) else ""
+            )
+            message = item.get("msg", item) if isinstance(item, dict) else item
+            parts.append(f"{where}: {message}" if where else str(message))
+        return "; ".join(parts)
+    return str(detail) if detail is not None else response.reason_phrase
+
+
+def _target_body(target: Target) -> dict[str, Any]:
+    if isinstance(target, str | int):
+        return {"tokens": [target]}
+    if isinstance(target, Mapping):
+        return dict(target)
+    return {"tokens": list(target)}
 
 
 class JobFailed(RuntimeError):
@@ -62,7 +108,8 @@ class AttrGraphClient:
         for attempt in range(self.retries + 1):
             response = self.http.request(method, url, **kwargs)
             if response.status_code not in (429, 503) or attempt == self.retries:
-                response.raise_for_status()
+                if response.is_error:
+                    raise ApiError(response)
                 return response
             time.sleep(min(float(response.headers.get("Retry-After", "1")), 30.0))
         raise AssertionError("unreachable")
@@ -71,20 +118,27 @@ class AttrGraphClient:
 
     def submit(
         self,
-        prompt: str,
+        prompt: Prompt,
         *,
         model: str | None = None,
         transcoders: str | None = None,
-        target: dict[str, Any] | None = None,
+        target: Target | None = None,
+        logit_diff: tuple[TokenRef, TokenRef] | None = None,
         settings: dict[str, Any] | None = None,
     ) -> Submission:
-        body: dict[str, Any] = {"prompt": prompt}
-        for name, value in (
-            ("model", model),
-            ("transcoders", transcoders),
-            ("target", target),
-            ("settings", settings),
-        ):
+        """Ask for the graph of `prompt` (text, or a chat: a list of {role, content} messages).
+
+        `target`: a token (" Austin", or an id), a list of them, or the API's {"tokens": [...]} /
+        {"logit_diff": [A, B]}; `logit_diff=(A, B)` explains logit(A) - logit(B).
+        """
+        if target is not None and logit_diff is not None:
+            raise ValueError("give either target or logit_diff, not both")
+        body: dict[str, Any] = {"prompt": prompt if isinstance(prompt, str) else [dict(m) for m in prompt]}
+        if target is not None:
+            body["target"] = _target_body(target)
+        if logit_diff is not None:
+            body["target"] = {"logit_diff": list(logit_diff)}
+        for name, value in (("model", model), ("transcoders", transcoders), ("settings", settings)):
             if value is not None:
                 body[name] = value
         reply = self._request("POST", "/api/graphs", json=body).json()
@@ -95,7 +149,9 @@ class AttrGraphClient:
         with self.http.stream(
             "GET", f"/api/jobs/{job_id}/events", timeout=httpx.Timeout(30.0, read=None)
         ) as response:
-            response.raise_for_status()
+            if response.is_error:
+                response.read()
+                raise ApiError(response)
             event = "message"
             for line in response.iter_lines():
                 if line.startswith("event: "):
@@ -122,8 +178,10 @@ class AttrGraphClient:
         data: dict[str, Any] = self._request("GET", f"/api/graphs/{graph_id}").json()
         return data
 
-    def trace(self, prompt: str, *, on_event: EventHandler | None = None, **options: Any) -> dict[str, Any]:
-        """Submit, wait and fetch in one call."""
+    def trace(
+        self, prompt: Prompt, *, on_event: EventHandler | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Submit, wait and fetch in one call (options: those of submit)."""
         submission = self.submit(prompt, **options)
         graph_id = (
             submission.graph_id if submission.ready else self.wait(submission.job_id or "", on_event=on_event)
@@ -154,8 +212,10 @@ class AttrGraphClient:
         data: dict[str, Any] = self._request("GET", "/api/models").json()
         return data
 
-    def tokenize(self, prompt: str, *, model: str | None = None, top_k: int = 10) -> dict[str, Any]:
-        body: dict[str, Any] = {"prompt": prompt, "top_k": top_k, **({"model": model} if model else {})}
+    def tokenize(self, prompt: Prompt, *, model: str | None = None, top_k: int = 10) -> dict[str, Any]:
+        """Tokens as traced (`text`: a chat rendered with the model's template) and predictions."""
+        as_sent = prompt if isinstance(prompt, str) else [dict(m) for m in prompt]
+        body: dict[str, Any] = {"prompt": as_sent, "top_k": top_k, **({"model": model} if model else {})}
         data: dict[str, Any] = self._request("POST", "/api/tokenize", json=body).json()
         return data
 

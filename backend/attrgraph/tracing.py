@@ -2,8 +2,12 @@
 
 The CLI and the service's worker both go through here (`trace_pruned`, `intervene_request`), so a
 prompt is traced, pruned and refused the same way wherever it comes from. Every problem a user can
-cause (a prompt too long, a target that is no single token, transcoders that do not fit the model,
-an impossible intervention) surfaces as a `TraceRequestError` with a one-line message.
+cause (an empty prompt, a prompt longer than the server or the model accepts, a chat for a model
+without a chat template, a target that is no single token, transcoders that do not fit the model, an
+impossible intervention) surfaces as a `TraceRequestError` with a one-line message.
+
+A prompt is text, or a chat (a list of {role, content} messages) that the model's chat template
+renders into text; from there on both are traced the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from attrgraph.engine import Graph, PromptError, TargetError, TargetSpec, TraceSettings, trace
-from attrgraph.engine.attribution import tokenize
+from attrgraph.engine.attribution import context_length, tokenize
+from attrgraph.engine.chat import Chat, ChatError, render_chat
+from attrgraph.engine.chat import messages as chat_messages
 from attrgraph.engine.interventions import (
     FeatureIntervention,
     InterventionError,
@@ -28,6 +34,7 @@ from attrgraph.engine.replacement import IncompatibleTranscodersError
 from attrgraph.engine.transcoders import TranscoderLoadError, TranscoderSet, load_transcoders
 
 Progress = Callable[[str, int, int], None]
+Prompt = str | Chat  # text, or chat messages rendered with the model's template
 
 
 class TraceRequestError(ValueError):
@@ -90,24 +97,58 @@ def build_settings(overrides: dict[str, Any] | None) -> TraceSettings:
         raise TraceRequestError(str(exc)) from None
 
 
+def check_prompt(prompt: Prompt) -> None:
+    """Refuse a prompt that cannot be traced by any model (empty text, an empty or malformed chat),
+    before anything is loaded."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise TraceRequestError("the prompt is empty")
+        return
+    try:
+        chat_messages(prompt)
+    except ChatError as exc:
+        raise TraceRequestError(str(exc)) from None
+
+
+def prompt_text(lm: LoadedModel, prompt: Prompt) -> str:
+    """The text to trace: the prompt itself, or the chat rendered with the model's template."""
+    check_prompt(prompt)
+    if isinstance(prompt, str):
+        return prompt
+    try:
+        return render_chat(lm.tokenizer, prompt)
+    except ChatError as exc:
+        raise TraceRequestError(str(exc)) from None
+
+
+def prompt_limit(lm: LoadedModel, max_tokens: int) -> int:
+    """The longest prompt to accept: the caller's limit, or the model's context when smaller."""
+    context = context_length(lm.model)
+    return max_tokens if context is None else min(max_tokens, context)
+
+
+def check_length(lm: LoadedModel, n_tokens: int, max_tokens: int) -> None:
+    limit = prompt_limit(lm, max_tokens)
+    if n_tokens > limit:
+        why = " (the model's context)" if limit < max_tokens else ""
+        raise TraceRequestError(f"the prompt has {n_tokens} tokens; the limit is {limit}{why}")
+
+
 def trace_request(
     lm: LoadedModel,
     transcoders: TranscoderSet,
-    prompt: str,
+    prompt: Prompt,
     *,
-    targets: Sequence[str] | None = None,
-    logit_diff: Sequence[str] | None = None,
+    targets: Sequence[str | int] | None = None,
+    logit_diff: Sequence[str | int] | None = None,
     max_tokens: int = 1024,
     settings: dict[str, Any] | None = None,
     node_threshold: float = 0.8,
     edge_threshold: float = 0.98,
     progress: Progress | None = None,
 ) -> TraceResult:
-    if not prompt.strip():
-        raise TraceRequestError("the prompt is empty")
-    n_tokens = len(tokenize(lm.tokenizer, prompt))
-    if n_tokens > max_tokens:
-        raise TraceRequestError(f"the prompt has {n_tokens} tokens; the limit is {max_tokens}")
+    text = prompt_text(lm, prompt)
+    check_length(lm, len(tokenize(lm.tokenizer, text)), max_tokens)
     spec = TargetSpec(
         tokens=tuple(targets) if targets else None,
         logit_diff=(logit_diff[0], logit_diff[1]) if logit_diff else None,
@@ -115,7 +156,7 @@ def trace_request(
     graph, pruned = trace_pruned(
         lm,
         transcoders,
-        prompt,
+        text,
         targets=spec,
         settings=build_settings(settings),
         node_threshold=node_threshold,
@@ -172,7 +213,10 @@ def summarize(result: TraceResult) -> str:
     g = result.graph
     lines = [f"prompt: {g.prompt!r} ({g.n_pos} tokens)", "top predictions:"]
     for target in g.logit_targets:
-        lines.append(f"  {target.probability:6.1%}  {target.label!r}")
+        if target.minus_token_id is None:
+            lines.append(f"  {target.probability:6.1%}  {target.token!r}")
+        else:  # each side quoted, so its leading space shows: ' big' minus ' small'
+            lines.append(f"  {target.probability:6.1%}  {target.token!r} minus {target.minus_token!r}")
     stats = g.stats
     lines.append(
         f"graph: {g.n_features} feature nodes of {stats.get('n_active_features', g.n_features)} active, "

@@ -128,3 +128,97 @@ def test_graph_gzip_bytes_are_served_as_stored(api: str, worker: WorkerThread) -
         compressed = b"".join(response.iter_raw())
         response.close()
     assert orjson.loads(gzip.decompress(compressed))["metadata"]["prompt"] == "x y"
+
+
+# --- chat prompts ----------------------------------------------------------------------------------
+
+CHAT = [{"role": "user", "content": "one two"}]
+RENDERED_BY_FAKE = "user: one two\nassistant:"  # the fake backend's template
+
+
+def test_a_chat_traces_from_its_rendered_text(api: str, worker: WorkerThread) -> None:
+    with http(api) as client:
+        accepted = client.post("/api/graphs", json={"prompt": CHAT})
+        assert accepted.status_code == 202, accepted.text
+        graph_id = accepted.json()["graph_id"]
+        assert sse_events(client, accepted.json()["events_url"])[-1][0] == "done"
+        graph = client.get(f"/api/graphs/{graph_id}").json()
+        assert graph["metadata"]["prompt"] == RENDERED_BY_FAKE
+        assert client.get(accepted.json()["job_url"]).json()["prompt"] == RENDERED_BY_FAKE
+        # Asked again: answered from the request's alias, no new job.
+        again = client.post("/api/graphs", json={"prompt": CHAT})
+        assert again.status_code == 200 and again.json()["graph_id"] == graph_id
+        # The content address is of the rendered tokens: the same text typed out is the same graph.
+        typed = client.post("/api/graphs", json={"prompt": RENDERED_BY_FAKE})
+        assert typed.status_code == 200 and typed.json()["graph_id"] == graph_id
+        other = client.post("/api/graphs", json={"prompt": [{"role": "user", "content": "one three"}]})
+        assert other.json()["graph_id"] != graph_id
+    assert worker.tracer.traces == 2
+
+
+def test_a_chat_counts_its_contents_against_the_character_limit(redis_url: str) -> None:
+    from tests.support.services import ApiServer, clear_prefix, make_settings
+
+    settings = make_settings(redis_url, max_prompt_chars=10)
+    long_chat = [{"role": "user", "content": "x" * 6}, {"role": "user", "content": "y" * 6}]
+    with ApiServer(settings) as api, WorkerThread(settings):
+        for path in ("/api/graphs", "/api/tokenize"):
+            reply = httpx.post(api.url + path, json={"prompt": long_chat})
+            assert reply.status_code == 422 and "at most 10 characters" in reply.json()["detail"][0]["msg"]
+    clear_prefix(redis_url, settings.key_prefix)
+
+
+@pytest.fixture(scope="module")
+def chat_model_settings(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Any:
+    """The real engine on a tiny model whose tokenizer has a chat template."""
+    from attrgraph.engine.transcoders.saving import save_transcoders
+    from attrgraph.settings import ModelSpec
+    from tests.support.chat import make_tiny_chat_model
+    from tests.support.services import clear_prefix, make_settings
+    from tests.support.transcoders import tiny_plt_transcoders
+
+    root = tmp_path_factory.mktemp("chat-model")
+    model_dir = make_tiny_chat_model(root / "model", family="gpt2")
+    tc_dir = save_transcoders(tiny_plt_transcoders(), root / "tc", model_name="tiny-chat")
+    spec = ModelSpec(name="tiny-chat", path=str(model_dir), transcoders={"tiny-plt": str(tc_dir)})
+    settings = make_settings(
+        redis_url,
+        worker_models=[spec.model_dump()],
+        default_model="tiny-chat",
+        device="cpu",
+        warmup=False,
+        tracer="attrgraph.worker.torch_tracer:TorchTracer",
+    )
+    yield settings
+    clear_prefix(redis_url, settings.key_prefix)
+
+
+def test_a_chat_traces_through_the_real_engine(chat_model_settings: Any) -> None:
+    from attrgraph.worker.torch_tracer import TorchTracer
+    from tests.support.chat import CHAT as TEMPLATE_CHAT
+    from tests.support.chat import RENDERED
+    from tests.support.services import ApiServer
+
+    settings = chat_model_settings
+    with (
+        ApiServer(settings) as api,
+        WorkerThread(settings, TorchTracer(settings)),  # type: ignore[arg-type]
+        http(api.url) as client,
+    ):
+        (model,) = client.get("/api/models").json()["models"]
+        assert model["chat_template"] is True and model["context_length"] == 256
+        preview = client.post("/api/tokenize", json={"prompt": TEMPLATE_CHAT, "top_k": 2}).json()
+        assert preview["text"] == RENDERED
+        texts = [t["text"] for t in preview["tokens"]]
+        assert texts[0] == "<|bos|>" and texts.count("<|bos|>") == 1
+        assert "".join(texts) == RENDERED
+
+        body = {"prompt": TEMPLATE_CHAT, "settings": {"max_feature_nodes": 32, "max_n_logits": 1}}
+        accepted = client.post("/api/graphs", json=body).json()
+        assert sse_events(client, accepted["events_url"])[-1][0] == "done"
+        graph = client.get(f"/api/graphs/{accepted['graph_id']}").json()
+        assert graph["metadata"]["prompt"] == RENDERED
+        assert len(graph["metadata"]["prompt_tokens"]) == len(texts)
+        # A chat its template refuses is the user's error, with the template's message.
+        refused = client.post("/api/tokenize", json={"prompt": [{"role": "tool", "content": "x"}]})
+        assert refused.status_code == 422 and "no tool role" in refused.json()["detail"][0]["msg"]

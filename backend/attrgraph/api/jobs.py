@@ -27,7 +27,17 @@ from attrgraph.protocol.interventions import (
 )
 from attrgraph.protocol.keys import ALIAS_TTL_S
 from attrgraph.protocol.records import InterventionPayload, JobPayload, JobRecord, TracePayload, text
-from attrgraph.protocol.schemas import GraphReady, GraphRequest, JobAccepted, ModelInfo, TranscoderInfo
+from attrgraph.protocol.schemas import (
+    ChatMessage,
+    GraphReady,
+    GraphRequest,
+    JobAccepted,
+    ModelInfo,
+    Token,
+    TranscoderInfo,
+    prompt_call,
+    prompt_chars,
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ def _graph_ready(graph_id: str) -> GraphReady:
 async def submit_graph(body: GraphRequest, request: Request, services: Services) -> GraphReady | JobAccepted:
     settings, redis, keys = services.settings, services.redis, services.keys
     model, transcoders = await worker_calls.resolve_model(services.catalog, body.model, body.transcoders)
-    if len(body.prompt) > settings.max_prompt_chars:
+    if prompt_chars(body.prompt) > settings.max_prompt_chars:
         raise field_error(("body", "prompt"), f"at most {settings.max_prompt_chars} characters")
     cap = settings.max_feature_nodes
     requested = body.settings.max_feature_nodes
@@ -95,20 +105,21 @@ async def submit_graph(body: GraphRequest, request: Request, services: Services)
     )
 
     # A repeated request is answered from Redis alone, before any worker tokenizes anything.
-    request_key = ids.request_key(model, transcoders, body.prompt, body.target, trace_settings)
+    as_asked = body.prompt if isinstance(body.prompt, str) else [m.model_dump() for m in body.prompt]
+    request_key = ids.request_key(model, transcoders, as_asked, body.target, trace_settings)
     known = await redis.get(keys.alias(request_key))
     if known is not None and await services.store.exists(text(known)):
         return _graph_ready(text(known))
 
     await check_rate(redis, keys, settings, request)
-    token_ids = await _token_ids(services, model, body.prompt)
+    traced, token_ids = await _token_ids(services, model, body.prompt)
     graph_id = ids.graph_id(model, transcoders, token_ids, body.target, trace_settings)
     await redis.set(keys.alias(request_key), graph_id, ex=ALIAS_TTL_S)
 
     payload = TracePayload(
         model=model.name,
         transcoders=transcoders.name,
-        prompt=body.prompt,
+        prompt=traced,  # a chat's rendered text: what the graph shows and interventions re-tokenize
         token_ids=token_ids,
         target=body.target,
         settings=trace_settings,
@@ -126,15 +137,20 @@ async def submit_graph(body: GraphRequest, request: Request, services: Services)
     )
 
 
-async def _token_ids(services: Services, model: ModelInfo, prompt: str) -> list[int]:
+async def _token_ids(
+    services: Services, model: ModelInfo, prompt: str | list[ChatMessage]
+) -> tuple[str, list[int]]:
+    """The text traced (a chat rendered by the worker) and its token ids, within the prompt limit."""
     settings = services.settings
-    tokens = await worker_calls.tokenize(services.worker_calls, model, prompt, settings.worker_call_timeout_s)
-    if len(tokens) > settings.max_prompt_tokens:
-        raise field_error(
-            ("body", "prompt"),
-            f"the prompt has {len(tokens)} tokens; this server traces at most {settings.max_prompt_tokens}",
-        )
-    return [t.id for t in tokens]
+    args = {**prompt_call(prompt), "top_k": 0}
+    result = await worker_calls.call_worker(
+        services.worker_calls, model, "tokenize", args, settings.worker_call_timeout_s
+    )
+    token_ids = [Token.model_validate(t).id for t in result["tokens"]]
+    problem = model.too_long(len(token_ids), settings.max_prompt_tokens)
+    if problem is not None:
+        raise field_error(("body", "prompt"), problem)
+    return str(result["text"]), token_ids
 
 
 # --- interventions ---------------------------------------------------------------------------------

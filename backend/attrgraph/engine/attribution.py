@@ -75,12 +75,23 @@ class TraceSettings:
 
 def tokenize(tokenizer: PreTrainedTokenizerBase, prompt: str | Sequence[int]) -> list[int]:
     if isinstance(prompt, str):
-        ids = [int(i) for i in tokenizer(prompt)["input_ids"]]
+        # Text that already starts with the BOS token (a rendered chat template) must not get a
+        # second one: the model never saw two, and the graph would show it.
+        bos = tokenizer.bos_token
+        starts_with_bos = isinstance(bos, str) and bool(bos) and prompt.startswith(bos)
+        ids = [int(i) for i in tokenizer(prompt, add_special_tokens=not starts_with_bos)["input_ids"]]
     else:
         ids = [int(i) for i in prompt]
     if not ids:
         raise PromptError("the prompt is empty")
     return ids
+
+
+def context_length(model: nn.Module) -> int | None:
+    """The most tokens the model accepts (its position embeddings), when its config says."""
+    config = getattr(model, "config", None)
+    value = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return int(value) if value else None
 
 
 def trace(
@@ -96,10 +107,8 @@ def trace(
     settings = settings or TraceSettings()
     report = progress or (lambda phase, done, total: None)
     token_ids = tokenize(lm.tokenizer, prompt)
-    max_positions = getattr(lm.model.config, "max_position_embeddings", None) or getattr(
-        lm.model.config, "n_positions", None
-    )
-    if max_positions is not None and len(token_ids) > int(max_positions):
+    max_positions = context_length(lm.model)
+    if max_positions is not None and len(token_ids) > max_positions:
         raise PromptError(
             f"the prompt has {len(token_ids)} tokens; the model accepts at most {max_positions}"
         )

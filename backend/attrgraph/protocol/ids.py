@@ -50,7 +50,7 @@ def graph_id(
 def request_key(
     model: ModelInfo,
     transcoders: TranscoderInfo,
-    prompt: str,
+    prompt: str | list[dict[str, str]],  # text, or chat messages (a JSON list never equals a string)
     target: TargetRequest | None,
     settings: GraphSettings,
 ) -> str:

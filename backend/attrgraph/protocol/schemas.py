@@ -22,6 +22,7 @@ from pydantic import (
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$"  # model and transcoder-set names (used in keys)
 ID_PATTERN = r"^[0-9a-f]{32}$"  # graph and job ids
 NODE_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+ROLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,31}$"  # chat roles: user, assistant, system, tool, ...
 
 # A graph id wherever one is accepted (path parameters, request bodies). A pydantic Field, not
 # FastAPI's Path: this package never imports the web framework, and FastAPI reads either.
@@ -85,10 +86,46 @@ class GraphSettings(_Strict):
     )
 
 
-class GraphRequest(_Strict):
-    prompt: Text = Field(
-        min_length=1, description="The text to trace (the server caps its length in tokens)."
+class ChatMessage(_Strict):
+    """One message of a chat prompt."""
+
+    role: StrictStr = Field(
+        pattern=ROLE_PATTERN,
+        description="Who speaks: user, assistant, system (as the model's template names them).",
     )
+    content: Text
+
+
+MAX_CHAT_MESSAGES = 64
+
+# A prompt: text, or a chat that the model's chat template renders into text (a JSON string or a
+# JSON list, so no discriminator is needed). The graph is traced from the rendered tokens.
+Prompt = Annotated[
+    Annotated[Text, Field(min_length=1)]
+    | Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_CHAT_MESSAGES)],
+    Field(
+        description="The text to trace, or a chat: a list of {role, content} messages rendered with the "
+        "model's chat template (instruct models; a chat whose last message is the assistant's continues "
+        "that reply). The server caps its length in tokens."
+    ),
+]
+
+
+def prompt_chars(prompt: str | list[ChatMessage]) -> int:
+    """The prompt's length in characters (a chat's: its contents'), for the cheap limit checked
+    before any tokenizer runs."""
+    return len(prompt) if isinstance(prompt, str) else sum(len(m.content) for m in prompt)
+
+
+def prompt_call(prompt: str | list[ChatMessage]) -> dict[str, Any]:
+    """The prompt as the worker's tokenize call takes it: `prompt` text or chat `messages`."""
+    if isinstance(prompt, str):
+        return {"prompt": prompt}
+    return {"messages": [m.model_dump() for m in prompt]}
+
+
+class GraphRequest(_Strict):
+    prompt: Prompt
     model: StrictStr | None = Field(
         default=None, pattern=NAME_PATTERN, description="Model name; unset: the default."
     )
@@ -201,6 +238,22 @@ class ModelInfo(BaseModel):
     default_transcoders: str
     workers: int = Field(default=0, description="Live workers serving this model.")
     default: bool = False
+    context_length: int | None = Field(default=None, description="The most tokens the model accepts.")
+    chat_template: bool = Field(
+        default=False, description="True when prompts may be chats (instruct models)."
+    )
+
+    def prompt_limit(self, server_limit: int) -> int:
+        """The longest prompt to accept: the server's limit, or the model's context when smaller."""
+        return server_limit if self.context_length is None else min(server_limit, self.context_length)
+
+    def too_long(self, n_tokens: int, server_limit: int) -> str | None:
+        """Why a prompt of `n_tokens` is refused, or None when it fits."""
+        limit = self.prompt_limit(server_limit)
+        if n_tokens <= limit:
+            return None
+        why = " (the model's context)" if limit < server_limit else ""
+        return f"the prompt has {n_tokens} tokens; this server traces at most {limit}{why}"
 
 
 class ModelList(BaseModel):
@@ -210,7 +263,7 @@ class ModelList(BaseModel):
 
 
 class TokenizeRequest(_Strict):
-    prompt: Text = Field(min_length=1)
+    prompt: Prompt
     model: StrictStr | None = Field(default=None, pattern=NAME_PATTERN)
     top_k: StrictInt = Field(
         default=10, ge=0, le=50, description="Next-token predictions to return (0: none)."
@@ -230,9 +283,12 @@ class Prediction(BaseModel):
 
 class TokenizeResponse(BaseModel):
     model: str
+    text: str = Field(
+        description="The text traced: the prompt, or the chat rendered with the model's template."
+    )
     tokens: list[Token]
     predictions: list[Prediction]
-    max_prompt_tokens: int
+    max_prompt_tokens: int = Field(description="The longest prompt this model traces here, in tokens.")
 
 
 class ErrorResponse(BaseModel):

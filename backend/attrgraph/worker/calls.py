@@ -1,8 +1,10 @@
 """Worker calls, answered beside the job queue: tokenize (with predictions) and dashboards.
 
-Tokenizing and dashboards need no model and are answered at once. Predictions run the model, which
-a trace may be using (with its hooks installed), so they wait for the model lock in a small pool
-of threads, never blocking the requests behind them.
+Tokenizing (a prompt, or a chat rendered with the model's template) and dashboards need no model
+and are answered at once. A prompt longer than the caller's `max_tokens` gets its tokens but no
+predictions: the model is never run past what the API will accept (or past its context).
+Predictions run the model, which a trace may be using (with its hooks installed), so they wait for
+the model lock in a small pool of threads, never blocking the requests behind them.
 """
 
 from __future__ import annotations
@@ -53,16 +55,25 @@ class WorkerCallHandler:
             answer(WorkerCallReply(result=found))
 
     def _tokenize(self, model: str, request: WorkerCall, answer: Answer) -> None:
-        tokens = self.tracer.tokenize(model, str(request.args["prompt"]))
-        top_k = int(request.args.get("top_k", 0))
+        args = request.args
+        if "messages" in args:
+            text = self.tracer.render_chat(model, [dict(m) for m in args["messages"]])
+        else:
+            text = str(args["prompt"])
+        tokens = self.tracer.tokenize(model, text)
+        top_k = int(args.get("top_k", 0))
+        max_tokens = args.get("max_tokens")
+        if max_tokens is not None and len(tokens) > int(max_tokens):
+            top_k = 0
         if top_k <= 0:
-            answer(WorkerCallReply(result={"tokens": [t.model_dump() for t in tokens], "predictions": []}))
+            result = {"text": text, "tokens": [t.model_dump() for t in tokens], "predictions": []}
+            answer(WorkerCallReply(result=result))
             return
         # Predictions wait for the model lock in the pool, so the calls behind this one are not held up.
-        self._pool.submit(self._predict, model, request, tokens, top_k, answer)
+        self._pool.submit(self._predict, model, request, text, tokens, top_k, answer)
 
     def _predict(
-        self, model: str, request: WorkerCall, tokens: list[Token], top_k: int, answer: Answer
+        self, model: str, request: WorkerCall, text: str, tokens: list[Token], top_k: int, answer: Answer
     ) -> None:
         try:
             if not self.model_lock.acquire(timeout=max(0.0, request.deadline - time.time())):
@@ -72,10 +83,13 @@ class WorkerCallHandler:
             finally:
                 self.model_lock.release()
             result = {
+                "text": text,
                 "tokens": [t.model_dump() for t in tokens],
                 "predictions": [p.model_dump() for p in predictions],
             }
             answer(WorkerCallReply(result=result))
+        except UserError as exc:
+            answer(WorkerCallReply(status=422, error=str(exc)))
         except Exception as exc:
             log.exception("predictions failed")
             answer(WorkerCallReply(status=503, error=f"worker error: {type(exc).__name__}: {exc}"))

@@ -59,6 +59,7 @@ class FakeTracer:
                 n_layers=2,
                 transcoders=[transcoders],
                 default_transcoders=FAKE_TRANSCODERS,
+                chat_template=True,
             )
         ]
 
@@ -67,6 +68,13 @@ class FakeTracer:
             raise UserError("this prompt is rejected by the fake backend")
         words = prompt.split() or [prompt]
         return [Token(id=_token_id(w), text=w) for w in words]
+
+    def render_chat(self, model: str, messages: list[dict[str, str]]) -> str:
+        """A made-up template: one `role: content` line per message, then `assistant:`."""
+        lines = [f"{m['role']}: {m['content']}" for m in messages]
+        if messages[-1]["role"] != "assistant":
+            lines.append("assistant:")
+        return "\n".join(lines)
 
     def predict(self, model: str, token_ids: list[int], top_k: int) -> list[Prediction]:
         rng = random.Random(sum(token_ids))

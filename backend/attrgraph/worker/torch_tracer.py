@@ -27,7 +27,9 @@ from attrgraph.engine import (
     load_transcoders,
     trace,
 )
+from attrgraph.engine.attribution import context_length
 from attrgraph.engine.attribution import tokenize as engine_tokenize
+from attrgraph.engine.chat import ChatError, has_chat_template, render_chat
 from attrgraph.engine.graph import Graph
 from attrgraph.engine.interventions import FeatureIntervention, InterventionOptions, Mode
 from attrgraph.engine.models import LoadedModel
@@ -101,6 +103,8 @@ class TorchTracer:
                     n_layers=getattr(lm.model.config, "num_hidden_layers", None),
                     transcoders=transcoders,
                     default_transcoders=spec.default_transcoders or next(iter(spec.transcoders)),
+                    context_length=context_length(lm.model),
+                    chat_template=has_chat_template(lm.tokenizer),
                 )
             )
             if self.settings.warmup:
@@ -131,9 +135,21 @@ class TorchTracer:
                 raise UserError(str(exc)) from exc
             return [Token(id=i, text=str(tokenizer.decode([i]))) for i in ids]
 
+    def render_chat(self, model: str, messages: list[dict[str, str]]) -> str:
+        tokenizer = self._model(model).tokenizer
+        with self._tokenizer_lock:
+            try:
+                return render_chat(tokenizer, messages)
+            except ChatError as exc:
+                raise UserError(str(exc)) from exc
+
     @torch.no_grad()
     def predict(self, model: str, token_ids: list[int], top_k: int) -> list[Prediction]:
         lm = self._model(model)
+        context = context_length(lm.model)
+        if context is not None and len(token_ids) > context:
+            # Past its position embeddings the model fails with an IndexError, not a message.
+            raise UserError(f"the prompt has {len(token_ids)} tokens; the model accepts at most {context}")
         logits = lm.model(torch.tensor([token_ids], device=lm.device)).logits[0, -1].float()
         probs = torch.softmax(logits, dim=-1)
         top = probs.topk(min(top_k, probs.numel()))

@@ -38,6 +38,11 @@ class Tracer(Protocol):
         """Tokens of `prompt`, exactly as trace() will see them. Thread-safe (worker calls)."""
         ...
 
+    def render_chat(self, model: str, messages: list[dict[str, str]]) -> str:
+        """A chat's prompt text under the model's chat template; UserError when it has none.
+        Thread-safe (worker calls)."""
+        ...
+
     def predict(self, model: str, token_ids: list[int], top_k: int) -> list[Prediction]:
         """Top next-token predictions. Runs the model: the worker holds the model lock."""
         ...
