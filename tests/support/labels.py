@@ -65,3 +65,53 @@ def label_problems(page: Any) -> tuple[list[str], dict[str, int]]:
             if quads_overlap(a["quad"], b["quad"]):
                 problems.append(f"overlap: {a['kind']} {a['text']!r} / {b['kind']} {b['text']!r}")
     return problems, counts
+
+
+# The link graph's square nodes (tokens and errors) in the same coordinates: their screen boxes
+# less the stage's origin.
+SQUARES_JS = """
+() => {
+  const stage = document.querySelector('#linkgraph .lg-stage').getBoundingClientRect();
+  const out = [];
+  for (const r of document.querySelectorAll('#linkgraph svg.lg-svg rect.n')) {
+    if (getComputedStyle(r).display === 'none') continue;
+    const b = r.getBoundingClientRect();
+    if (!b.width) continue;
+    out.push({kind: r.classList[1], id: r.dataset.id,
+              box: [b.left - stage.left, b.top - stage.top, b.right - stage.left, b.bottom - stage.top]});
+  }
+  return out;
+}
+"""
+
+
+def _box_quad(box: list[float]) -> list[list[float]]:
+    x0, y0, x1, y1 = box
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+def square_problems(
+    page: Any, kinds: tuple[str, ...] = ("n-embedding",), *, zoomed: bool = False
+) -> tuple[list[str], int]:
+    """(problems, squares checked): node squares of `kinds` that overlap one another; unless
+    `zoomed` (nodes then move past the stage's edges and the fixed token axis), also those that
+    overlap a token label or leave the stage."""
+    squares = [s for s in page.evaluate(SQUARES_JS) if s["kind"] in kinds]
+    data = page.evaluate(LABEL_QUADS_JS)
+    w, h = data["width"], data["height"]
+    tokens = [label for label in data["labels"] if label["kind"] == "col-label"]
+    problems = []
+    squares.sort(key=lambda s: s["box"][0])
+    for i, a in enumerate(squares):
+        x0, y0, x1, y1 = a["box"]
+        if not zoomed and (x0 < -0.5 or y0 < -0.5 or x1 > w + 0.5 or y1 > h + 0.5):
+            problems.append(f"clipped: {a['kind']} {a['id']} {a['box']}")
+        for b in squares[i + 1 :]:
+            if b["box"][0] >= x1:
+                break  # sorted by left edge: no later square reaches back
+            if b["box"][1] < y1 and y0 < b["box"][3]:
+                problems.append(f"overlap: {a['kind']} {a['id']} {a['box']} / {b['id']} {b['box']}")
+        for label in [] if zoomed else tokens:
+            if quads_overlap(_box_quad(a["box"]), label["quad"]):
+                problems.append(f"overlap: {a['kind']} {a['id']} / token label {label['text']!r}")
+    return problems, len(squares)

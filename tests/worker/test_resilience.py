@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -114,3 +115,28 @@ def test_graphs_survive_a_redis_restart(own_redis: RedisServer) -> None:
         wait_until(lambda: c.get("/api/health").json()["workers"] == 1, what="worker re-registered")
         fresh = c.post("/api/graphs", json={"prompt": "after restart"}).json()
         assert sse_events(c, fresh["events_url"])[-1][0] == "done"
+
+
+def test_a_job_interrupted_by_a_redis_blink_reruns_at_once(own_redis: RedisServer) -> None:
+    """Redis restarts mid-job: the worker hands its job back as soon as Redis answers, instead of
+    waiting out the reclaim time (30 s here)."""
+    settings = make_settings(own_redis.url, reclaim_after_s=30.0)
+    with (
+        ApiServer(settings) as api,
+        WorkerThread(settings) as worker,
+        httpx.Client(base_url=api.url, timeout=30) as c,
+    ):
+        worker.tracer.steps, worker.tracer.step_s = 40, 0.05  # 2 s
+        job = c.post("/api/graphs", json={"prompt": "blink"}).json()
+        wait_until(lambda: c.get(f"/api/jobs/{job['job_id']}").json()["state"] == "running", what="running")
+        own_redis.kill()
+        time.sleep(6)  # longer than the clients' own retries: the job's next write fails
+        own_redis.start()
+        start = time.monotonic()
+        wait_until(lambda: _state_or_none(c, job["job_id"]) == "done", timeout=20, what="the job to finish")
+        assert time.monotonic() - start < 15
+
+
+def _state_or_none(client: httpx.Client, job_id: str) -> str | None:
+    response = client.get(f"/api/jobs/{job_id}")
+    return str(response.json()["state"]) if response.status_code == 200 else None

@@ -65,6 +65,7 @@ class Worker:
         self._model_lock = threading.Lock()
         self._current: Claim | None = None
         self._current_job: str | None = None
+        self._interrupted: Claim | None = None  # a job Redis failed under, to hand back on reconnect
         self.poll_s = POLL_S
         self._started_at = time.time()
 
@@ -93,6 +94,10 @@ class Worker:
         try:
             while not self._stop.is_set():
                 try:
+                    if self._interrupted is not None:
+                        # Idle past the reclaim time at once: rerun now, not after reclaim_after_s.
+                        self.consumer.release(self._interrupted)
+                        self._interrupted = None
                     claim = self.consumer.claim(names, block_ms)
                     if claim is not None:
                         self.process(claim)
@@ -198,6 +203,9 @@ class Worker:
         self._current, self._current_job = claim, job.job_id
         try:
             outcome = self._run(job)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._interrupted = claim
+            raise
         except WorkerStopping:
             self.consumer.release(claim)
             self.consumer.publish(

@@ -9,6 +9,9 @@ import { compareNodes } from "./graphdata.js";
 
 export const MARGIN = { top: 84, right: 28, bottom: 70, left: 40 };
 const MIN_SPACING = 9; // px between node centres before a cell staggers into sub-rows
+const EMBED_SIDE = 10; // px: a token's square where its column has room
+const EMBED_MIN_SIDE = 3; // px: the smallest a token's square gets (long prompts)
+const EMBED_GAP = 1.5; // px between two token squares
 
 export function layoutGraph(graph, mask, width, height) {
   const n = graph.nodes.length;
@@ -63,6 +66,7 @@ export function layoutGraph(graph, mask, width, height) {
       y[node.i] = yBase + (sub - (subRows - 1) / 2) * Math.min(14, rowH * 0.28);
     });
   }
+  const squares = placeTokenSquares(graph, mask, columns, x, y, rowY(-1), rowH);
   const rows = [];
   for (let layer = -1; layer <= graph.nLayers; layer++) {
     rows.push({
@@ -71,5 +75,33 @@ export function layoutGraph(graph, mask, width, height) {
       label: layer === -1 ? "Emb" : layer === graph.nLayers ? "Out" : `L${layer}`,
     });
   }
-  return { x, y, columns, rows, width, height, rowH };
+  return { x, y, columns, rows, width, height, rowH, embedHalf: squares.half, embedBottom: squares.bottom };
+}
+
+/**
+ * The token squares of the bottom row never overlap: where columns are narrower than a square, the
+ * squares step up over a few sub-rows (position p in sub-row p mod k, so two squares of one sub-row
+ * are k columns apart) and shrink to what k columns leave. Returns half a square's side.
+ */
+function placeTokenSquares(graph, mask, columns, x, y, baseY, rowH) {
+  const centres = [];
+  for (const node of graph.nodes) if (node.kind === "embedding" && mask[node.i]) centres.push(columns[node.ctx].center);
+  centres.sort((a, b) => a - b);
+  let pitch = Infinity;
+  for (let k = 1; k < centres.length; k++) pitch = Math.min(pitch, centres[k] - centres[k - 1]);
+  let side = EMBED_SIDE;
+  let subRows = 1;
+  if (pitch < side + EMBED_GAP) {
+    const maxRows = Math.max(1, Math.min(4, Math.floor((rowH * 0.45) / (EMBED_MIN_SIDE + 2))));
+    subRows = Math.min(maxRows, Math.ceil((side + EMBED_GAP) / Math.max(pitch, 0.01)));
+    side = Math.max(EMBED_MIN_SIDE, Math.min(side, subRows * pitch - EMBED_GAP, (rowH * 0.45) / subRows - 2));
+  }
+  for (const node of graph.nodes) {
+    if (node.kind !== "embedding" || !mask[node.i]) continue;
+    x[node.i] = columns[node.ctx].center;
+    // Stacked upwards from the row line (the token labels are just below it).
+    y[node.i] = baseY - (subRows > 1 ? side / 2 + 1 : 0) - (node.ctx % subRows) * (side + 2);
+  }
+  // How far the lowest square reaches below the row line (the token labels start below it).
+  return { half: side / 2, bottom: subRows > 1 ? -1 : side / 2 };
 }

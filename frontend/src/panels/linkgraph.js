@@ -84,8 +84,11 @@ export function createLinkGraph(root, { graph, store, timing }) {
   let logitLabels = [];
 
   // -- nodes ------------------------------------------------------------------------------------
+  // A token's square is as large as the layout leaves room for (long prompts: smaller).
+  const radiusOf = (node) => (node.kind === "embedding" && layout ? layout.embedHalf : nodeRadius(node));
+
   function makeElement(node) {
-    const r = nodeRadius(node);
+    const r = radiusOf(node);
     let shape;
     if (node.kind === "feature" || node.kind === "logit") {
       shape = svgEl("circle", { r: r.toFixed(2) });
@@ -102,6 +105,13 @@ export function createLinkGraph(root, { graph, store, timing }) {
     return shape;
   }
 
+  function sizeSquare(e, half) {
+    if (e.half === half) return;
+    e.half = half;
+    e.setAttribute("width", 2 * half);
+    e.setAttribute("height", 2 * half);
+  }
+
   function syncElements() {
     for (let i = 0; i < n; i++) {
       let e = elements[i];
@@ -109,6 +119,8 @@ export function createLinkGraph(root, { graph, store, timing }) {
         if (!e) {
           e = elements[i] = makeElement(graph.nodes[i]);
           nodeLayer.append(e);
+        } else if (graph.nodes[i].kind === "embedding") {
+          sizeSquare(e, layout.embedHalf);
         }
         if (e.style.display) e.style.display = "";
       } else if (e && e.style.display !== "none") {
@@ -220,13 +232,16 @@ export function createLinkGraph(root, { graph, store, timing }) {
   }
 
   function placeTokenLabels(placed) {
-    const baseY = size.height - MARGIN.bottom + 8;
-    const maxLen = (MARGIN.bottom - 14) / SIN; // an angled label's length that stays on the stage
+    const flatY = size.height - MARGIN.bottom + 8;
+    // An angled label's top corner rises some 7 px above its anchor: below the token squares.
+    const angledY = flatY + Math.max(0, layout.embedBottom + 1);
+    const maxLen = (size.height - angledY - 6) / SIN; // an angled label's length that stays on the stage
     const cols = columnLabels.map((c) => ({ ...c, x0: transform.applyX(c.col.x0), x1: transform.applyX(c.col.x1) }));
     const charW = textWidth("col-label", "M");
     const fitsFlat = cols.every((c) => c.x1 - c.x0 - 4 >= Math.min(c.label.length, 10) * charW);
     const inView = (x) => x >= MARGIN.left - 8 && x <= size.width - 2;
     if (fitsFlat) {
+      const baseY = flatY;
       for (const c of cols) {
         const x = (c.x0 + c.x1) / 2;
         const chars = Math.floor((c.x1 - c.x0 - 4) / charW);
@@ -245,6 +260,7 @@ export function createLinkGraph(root, { graph, store, timing }) {
       return;
     }
     // Angled: busy positions first, then the rest left to right, each where it has room.
+    const baseY = angledY;
     const order = [...cols].sort((a, b) => b.col.busy - a.col.busy || a.col.pos - b.col.pos);
     const anchors = [];
     for (const c of order) {
@@ -276,7 +292,7 @@ export function createLinkGraph(root, { graph, store, timing }) {
     for (const item of sorted) {
       const { node, text, leader } = item;
       const nx = sx(node.i);
-      const ny = sy(node.i) - nodeRadius(node) - 4;
+      const ny = sy(node.i) - radiusOf(node) - 4;
       const w = textWidth("logit-label", text.textContent);
       let spot = null;
       for (let r = 0; r < rows.length && !spot; r++) {
@@ -329,7 +345,7 @@ export function createLinkGraph(root, { graph, store, timing }) {
       if (shown < budget && label && !/^L\d+ #\d+$/.test(label) && Number.isFinite(x) && Number.isFinite(y)) {
         short = abbreviate(label, 18);
         const w = textWidth("node-label", short);
-        const r = nodeRadius(node) + 3;
+        const r = radiusOf(node) + 3;
         for (const [x0, anchor] of [[x + r, "start"], [x - r - w, "end"]]) {
           const b = [x0, y - 8, x0 + w, y + 4];
           if (b[0] < MARGIN.left || b[2] > size.width - 3 || b[1] < 2 || b[3] > bottom) continue;

@@ -1,6 +1,7 @@
 """The explorer's layout at three window sizes and three prompt lengths: the link graph gets most of
 the window and grows with it; no token, output or node label is clipped or overlaps another (from
-the labels' real, rotated boxes); panels collapse, the graph goes full-window."""
+the labels' real, rotated boxes), and no token square overlaps another or a token label; panels
+collapse, the graph goes full-window."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from playwright.sync_api import expect
 
 from tests.support.browser import Service, shoot
 from tests.support.dallas import tokenize_text
-from tests.support.labels import label_problems
+from tests.support.labels import label_problems, square_problems
 
 SIZES = [(1024, 768), (1440, 900), (1920, 1200)]
 WORDS = "the quick brown fox saw Dallas and Austin near Houston while Nora met Paul in Texas".split()
@@ -84,6 +85,14 @@ def test_labels_never_clip_or_overlap(sized: Any, graphs: dict[int, str], n_toke
         page = sized(width, height, f"/graph/{graphs[n_tokens]}")
         problems, counts = label_problems(page)
         assert not problems, f"{n_tokens} tokens at {width}x{height}:\n" + "\n".join(problems[:20])
+        # Every token has its square in the bottom row, none on another, each large enough to see.
+        squares, n_squares = square_problems(page)
+        assert not squares, f"{n_tokens} tokens at {width}x{height}:\n" + "\n".join(squares[:20])
+        assert n_squares == n_tokens
+        smallest = page.eval_on_selector_all(
+            "#linkgraph svg.lg-svg rect.n-embedding", "rs => Math.min(...rs.map((r) => r.getBoundingClientRect().width))"
+        )
+        assert smallest >= 3, smallest
         # The labels are there: every output of the Dallas graph, a token label for every position
         # of a short prompt and for as many as the width has room for (one per 32 px) in a long
         # one, some node labels.
@@ -100,6 +109,8 @@ def test_labels_never_clip_or_overlap(sized: Any, graphs: dict[int, str], n_toke
         page.wait_for_timeout(400)
         problems, _ = label_problems(page)
         assert not problems, f"{n_tokens} tokens at {width}x{height}, zoomed:\n" + "\n".join(problems[:20])
+        squares, _ = square_problems(page, zoomed=True)
+        assert not squares, f"{n_tokens} tokens at {width}x{height}, zoomed:\n" + "\n".join(squares[:20])
         page.evaluate("window.__attrgraph.linkGraph.resetZoom()")
         page.wait_for_timeout(300)
         # Any token, labelled or not, shows in full under the pointer.
