@@ -107,6 +107,9 @@ export function createInterventions(root, { graph, store, graphId, panes }) {
   let swapK = 1;
   let tests = null; // [{label, where, change | error | skipped}]
   let donorChosen = null; // ids of the donor graph's features to turn up (null: the default)
+  // The newest result goes first, under the panel's head, and is scrolled into sight once it
+  // comes (the Swap and Test buttons sit further down the column).
+  let resultSeen = true;
 
   const clicked = () => {
     const n = graph.byId.get(store.get().clickedId);
@@ -142,6 +145,7 @@ export function createInterventions(root, { graph, store, graphId, panes }) {
     }
     busy = "running…";
     error = "";
+    resultSeen = false;
     render();
     const controller = new AbortController();
     following = controller;
@@ -179,6 +183,7 @@ export function createInterventions(root, { graph, store, graphId, panes }) {
     ];
     const logit = target();
     tests = [];
+    resultSeen = false;
     busy = "testing the subgraph…";
     render();
     for (const group of groups) {
@@ -232,14 +237,19 @@ export function createInterventions(root, { graph, store, graphId, panes }) {
       .sort((a, b) => a.ctx - b.ctx || a.featureLayer - b.featureLayer || (a.influence ?? 1) - (b.influence ?? 1));
     if (!donorChosen) donorChosen = new Set(candidates.filter((n) => places.has(`${n.featureLayer}@${n.ctx}`)).map((n) => n.id));
     const up = candidates.filter((n) => donorChosen.has(n.id));
-    return { down: source, candidates, up, shift };
+    // A pinned feature that the donor has at the same place is set to the donor's value, not
+    // ablated first: one intervention per feature and place.
+    const raised = new Set(up.map((n) => `${n.featureLayer}/${n.featureIndex}/${n.ctx + shift}`));
+    const replaced = new Set(source.filter((n) => raised.has(`${n.featureLayer}/${n.featureIndex}/${n.ctx}`)).map((n) => n.id));
+    return { down: source, candidates, up, shift, replaced };
   }
 
   function swap() {
-    const { down, up, shift } = swapPlan();
+    const { down, up, shift, replaced } = swapPlan();
     if (!donor || !down.length) return;
+    resultSeen = false;
     setEntries([
-      ...down.map((n) => entryFor(n, "ablate", 0)),
+      ...down.filter((n) => !replaced.has(n.id)).map((n) => entryFor(n, "ablate", 0)),
       ...up.map((n) => [n.featureLayer, n.featureIndex, n.ctx + shift, "set", +(swapK * n.activation).toPrecision(6)]),
     ]);
   }
@@ -321,9 +331,10 @@ export function createInterventions(root, { graph, store, graphId, panes }) {
         el("div.iv-row",
           el("span.iv-donor-name", "from ", quoted(donor.prompt)),
           el("label", "k ", el("input.iv-k", { type: "number", step: "0.1", value: swapK, onchange: (e) => { swapK = +e.target.value || 1; render(); } }))),
-        el("div.iv-plan-head", `Turns down (ablates) ${plan.down.length}:`),
+        el("div.iv-plan-head", `Turns down (ablates) ${plan.down.length - plan.replaced.size}:`),
         plan.down.length
-          ? el("ul.iv-down", plan.down.map((n) => el("li", { dataset: { key: `${n.featureLayer}/${n.featureIndex}/${n.ctx}` } }, featureRow(n))))
+          ? el("ul.iv-down", plan.down.map((n) => el("li", { dataset: { key: `${n.featureLayer}/${n.featureIndex}/${n.ctx}`, replaced: plan.replaced.has(n.id) ? "1" : "" } },
+            featureRow(n, plan.replaced.has(n.id) ? el("small.iv-replaced", " (not ablated: set to the donor's value below)") : null))))
           : el("p.muted", "Pin the features to turn down."),
         el("div.iv-plan-head", `Turns up (sets to k × their activation there) ${plan.up.length} of ${plan.candidates.length} at the matching positions:`),
         el("ul.iv-up", plan.candidates.map((n) => {
@@ -362,13 +373,19 @@ export function createInterventions(root, { graph, store, graphId, panes }) {
   function render() {
     clear(root);
     const { supernodes, pinnedIds } = store.get();
+    const outcome = [results(), testResults()].filter(Boolean);
     root.append(
       el("div.panel-head", el("h2.panel-title", "Interventions"),
         el("button.iv-run", { onclick: run, disabled: !store.get().interventions.length }, "Run"),
         el("button.iv-test", { onclick: testSubgraph, disabled: !(supernodes.length || pinnedIds.length), title: "Ablate each supernode (or pinned feature) in turn" }, "Test this subgraph"),
         el("span.iv-status", { role: "status" }, busy || error)),
-      ...[controls(), list(), options(), swapSection(), results(), testResults()].filter(Boolean));
+      ...outcome,
+      ...[controls(), list(), options(), swapSection()]);
     root.dataset.state = busy ? "busy" : error ? "error" : result ? "done" : "idle";
+    if (outcome.length && !resultSeen && !busy) {
+      resultSeen = true;
+      outcome[0].scrollIntoView({ block: "nearest" });
+    }
   }
 
   store.subscribe((state, changed) => {

@@ -1,6 +1,8 @@
 """Swap from the page: the panel lists exactly which features it turns down (the pinned ones) and
 up (the donor graph's features matching them by layer and position, as chosen), with labels and
-layers; the intervention request the page sends holds those and nothing else."""
+layers; the intervention request the page sends holds those and nothing else, one intervention per
+feature and place (a pinned feature the donor has at the same place is set, not also ablated); the
+result shows where it can be seen without scrolling."""
 
 from __future__ import annotations
 
@@ -56,12 +58,22 @@ def test_swap_lists_and_sends_exactly_its_changes(page: Any, service: Service) -
     assert offered.count() == sum(1 for n in donor if n["pos"] == last)  # every feature there is offered
     chosen = set(panel.locator(".iv-up li[data-chosen='1']").evaluate_all("ls => ls.map((l) => l.dataset.key)"))
     assert chosen == expected_up, (chosen, expected_up)
-    # The user takes one out.
-    dropped = sorted(chosen)[0]
+    # The donor has both pinned features at the same place: they are offered and chosen.
+    assert {"3/88/10", "4/12/10"} <= chosen
+    # The user takes one out (not one of those two).
+    dropped = sorted(chosen - {"3/88/10", "4/12/10"})[0]
     panel.locator(f".iv-up li[data-key='{dropped}'] input").uncheck()
     chosen.discard(dropped)
     expect(panel.locator(".iv-up li[data-chosen='1']")).to_have_count(len(chosen))
-    listed_down = set(down.evaluate_all("ls => ls.map((l) => l.dataset.key)"))
+    # A pinned feature the donor has at the same place is set to the donor's value, not ablated
+    # too: the panel says so. Unchecking the donor's copy turns it back into an ablation.
+    expect(panel.locator(".iv-down li[data-replaced='1']")).to_have_count(2)
+    expect(panel.locator(".iv-down li[data-key='3/88/10'] .iv-replaced")).to_be_visible()
+    panel.locator(".iv-up li[data-key='4/12/10'] input").uncheck()
+    chosen.discard("4/12/10")
+    expect(panel.locator(".iv-down li[data-replaced='1']")).to_have_count(1)
+    listed_down = set(panel.locator(".iv-down li:not([data-replaced='1'])").evaluate_all("ls => ls.map((l) => l.dataset.key)"))
+    assert listed_down == {"4/12/10"}
     shoot(page, "swap-plan")
 
     panel.locator(".iv-do-swap").click()
@@ -70,9 +82,18 @@ def test_swap_lists_and_sends_exactly_its_changes(page: Any, service: Service) -
     sent = requests[-1]["interventions"]
     ablated = {f"{i['layer']}/{i['feature']}/{i['position']}" for i in sent if i["mode"] == "ablate"}
     raised = {f"{i['layer']}/{i['feature']}/{i['position']}" for i in sent if i["mode"] == "set"}
-    assert ablated == listed_down == {"3/88/10", "4/12/10"}
-    assert raised == chosen
+    assert ablated == listed_down == {"4/12/10"}
+    assert raised == chosen and "3/88/10" in raised
+    # One intervention per feature and place: "3/88/10" is set only, never ablated first.
+    places = [f"{i['layer']}/{i['feature']}/{i['position']}" for i in sent]
+    assert len(places) == len(set(places)), places
     assert len(sent) == len(ablated) + len(raised)
     # The results show the change in log-probability (or logit) beside the probabilities.
     expect(panel.locator(".iv-bar-row .iv-dlogit").first).to_have_text(re.compile(r"^[+−]\d"))
+    # The newest result is in sight without scrolling: inside the panel's visible box.
+    results = panel.locator(".iv-results")
+    expect(results).to_be_in_viewport()
+    shown = results.bounding_box()
+    frame = panel.bounding_box()
+    assert frame["y"] - 1 <= shown["y"] and shown["y"] + min(shown["height"], 120) <= frame["y"] + frame["height"] + 1, (shown, frame)
     shoot(page, "swap-result")
