@@ -38,11 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trace(sub)
     # Plain imports: a broken subcommand module must fail the command, not vanish from --help.
     # Both modules import only the standard library at the top; their handlers load the rest.
+    from attrgraph.dashboards.cli import add_dashboards_subcommand
     from attrgraph.demo.cli import add_demo_subcommand
     from attrgraph.hub_cli import add_hub_subcommands
     from attrgraph.service_cli import add_service_subcommands
 
     add_demo_subcommand(sub)
+    add_dashboards_subcommand(sub)
     add_service_subcommands(sub)
     add_hub_subcommands(sub)
     return parser

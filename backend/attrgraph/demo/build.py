@@ -235,7 +235,6 @@ def _finish(
         world,
         ev_ids,
         ev_mask,
-        x_eval,
         dashboards_dir,
         seed=seed,
         show_progress=show_progress,

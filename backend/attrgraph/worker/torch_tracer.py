@@ -35,7 +35,7 @@ from attrgraph.engine.interventions import FeatureIntervention, InterventionOpti
 from attrgraph.engine.models import LoadedModel
 from attrgraph.engine.pruning import PruneResult
 from attrgraph.engine.transcoders.base import TranscoderSet
-from attrgraph.format.dashboards import load_dashboard
+from attrgraph.format.feature_files import FeatureLookup, feature_lookup
 from attrgraph.protocol.records import InterventionPayload, TracePayload
 from attrgraph.protocol.schemas import ModelInfo, Prediction, Token, TranscoderInfo
 from attrgraph.settings import ModelSpec, Settings
@@ -62,7 +62,7 @@ class TorchTracer:
         self.specs = settings.worker_models or [demo_spec()]
         self._models: dict[str, LoadedModel] = {}
         self._transcoders: dict[str, TranscoderSet] = {}
-        self._dashboards: dict[str, Path] = {}
+        self._dashboards: dict[str, FeatureLookup] = {}
         # Worker-call threads share the tokenizer; HF fast tokenizers may raise "Already borrowed"
         # when two threads use one at once.
         self._tokenizer_lock = threading.Lock()
@@ -81,9 +81,13 @@ class TorchTracer:
                 tc = load_transcoders(path, device=lm.device, dtype=lm.dtype)
                 self._transcoders[name] = tc
                 root = spec.dashboards.get(name)
-                has_dashboards = root is not None and (Path(root) / "dashboards").is_dir()
-                if has_dashboards and root is not None:
-                    self._dashboards[name] = Path(root) / "dashboards"
+                # the configured dashboards, else what `attrgraph dashboards build` wrote next to the
+                # transcoders, else circuit-tracer feature files shipped with them
+                configured = Path(root) / "dashboards" if root else None
+                lookup = feature_lookup(configured, Path(path) / "dashboards", Path(path) / "features")
+                has_dashboards = lookup is not None
+                if lookup is not None:
+                    self._dashboards[name] = lookup
                 transcoders.append(
                     TranscoderInfo(
                         name=name,
@@ -243,10 +247,10 @@ class TorchTracer:
         return labels
 
     def feature(self, transcoders: str, layer: int, index: int) -> dict[str, Any] | None:
-        dashboards_dir = self._dashboards.get(transcoders)
-        if dashboards_dir is None:
+        lookup = self._dashboards.get(transcoders)
+        if lookup is None:
             return None
         try:
-            return load_dashboard(dashboards_dir, layer, index)
+            return lookup(layer, index)
         except KeyError:
             return None

@@ -23,7 +23,7 @@ export function createFeaturePanel(root, { graph, store, transcoders, hasDashboa
       const url = `/api/features/${encodeURIComponent(transcoders)}/${node.featureLayer}/${node.featureIndex}`;
       cache.set(
         key,
-        getJSON(url).catch((err) => ({ error: err.message || String(err) })),
+        getJSON(url).catch((err) => ({ error: err.message || String(err), status: err.status })),
       );
     }
     return cache.get(key);
@@ -229,6 +229,18 @@ export function createFeaturePanel(root, { graph, store, transcoders, hasDashboa
     );
   }
 
+  /** A set without dashboards (or without this feature's): say how to build them, not an empty panel. */
+  function noDashboard() {
+    const model = graph.metadata.scan || "MODEL";
+    const command = `attrgraph dashboards build --model ${model} --transcoders ${transcoders || "TRANSCODERS"} --corpus FILE`;
+    return el(
+      "section.no-dashboard#no-dashboard",
+      el("h4", "No dashboard yet"),
+      el("p.muted", "Examples, histograms and logit effects come from a dashboard build on a text corpus (one document per line). Run, with the model and transcoders this server loads, then restart it:"),
+      el("pre.command", el("code", command)),
+    );
+  }
+
   function renderNonFeature(node) {
     const overrides = labelOverrides(store.get());
     const lines = {
@@ -261,7 +273,7 @@ export function createFeaturePanel(root, { graph, store, transcoders, hasDashboa
       el("section.others", el("h4", "Also active in this graph"), otherPositions(node)),
     );
     if (!hasDashboards) {
-      body.append(el("p.muted", `No dashboards are served for transcoder set “${transcoders}”.`));
+      body.append(noDashboard());
       return;
     }
     const loading = el("p.muted.loading-dash", "Loading examples…");
@@ -269,8 +281,12 @@ export function createFeaturePanel(root, { graph, store, transcoders, hasDashboa
     const detail = await dashboard(node);
     if (shownFor !== node.id) return; // the user moved on
     loading.remove();
-    if (!detail || detail.error) {
-      body.append(el("p.error", `Dashboard unavailable: ${detail ? detail.error : "not found"}`));
+    if (!detail || detail.status === 404) {
+      body.append(noDashboard());
+      return;
+    }
+    if (detail.error) {
+      body.append(el("p.error", `Dashboard unavailable: ${detail.error}`));
       return;
     }
     if (learnLabel(node, detail.label)) return; // the panels redraw, this one included
