@@ -1,6 +1,6 @@
-// The home page: prompt box, model picker, token preview with the top next-token predictions,
-// submit, live progress (queue position, phases) over Server-Sent Events, then the graph page.
-// And a list of recent graphs.
+// The home page: prompt box (or, with "Chat", a list of messages the model's chat template renders),
+// model picker, token preview with the top next-token predictions, submit, live progress (queue
+// position, phases) over Server-Sent Events, then the graph page. And a list of recent graphs.
 import "./styles/base.css";
 import "./styles/home.css";
 
@@ -42,6 +42,16 @@ function initHome() {
 
   const params = new URLSearchParams(location.search);
   if (params.get("prompt")) prompt.value = params.get("prompt");
+  const chat = chatEditor(prompt, () => preview());
+
+  // What to trace: the prompt text, or the chat's messages (null when there is nothing to trace).
+  function promptValue() {
+    if (chat.on()) {
+      const messages = chat.messages();
+      return messages.some((m) => m.content.trim()) ? messages : null;
+    }
+    return prompt.value.trim() ? prompt.value : null;
+  }
 
   async function loadModels() {
     try {
@@ -62,9 +72,9 @@ function initHome() {
   }
 
   const preview = debounce(async () => {
-    const text = prompt.value;
+    const text = promptValue();
     const seq = ++previewSeq;
-    if (!text.trim() || !models.length) {
+    if (!text || !models.length) {
       clear(tokensBox);
       clear(predictionsBox);
       return;
@@ -168,10 +178,10 @@ function initHome() {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     formError.textContent = "";
-    const text = prompt.value;
-    if (!text.trim()) {
-      formError.textContent = "Enter a prompt first.";
-      prompt.focus();
+    const text = promptValue();
+    if (!text) {
+      formError.textContent = chat.on() ? "Write a message first." : "Enter a prompt first.";
+      (chat.on() ? chat.focus : () => prompt.focus())();
       return;
     }
     const body = { prompt: text, settings: settingsFromForm() };
@@ -210,6 +220,54 @@ function initHome() {
 
   loadModels();
   loadRecent();
+}
+
+// The "Chat" toggle: the prompt box becomes a list of messages (role + content), sent as the API's
+// chat prompt and rendered by the model's chat template on the server.
+function chatEditor(prompt, changed) {
+  const ROLES = ["system", "user", "assistant"];
+  const list = el("ol.chat-messages", { "aria-label": "Chat messages", style: { listStyle: "none", padding: "0", margin: "0" } });
+  const add = el("button.link-button#chat-add", { type: "button", onclick: () => addMessage(lastRole() === "user" ? "assistant" : "user", "", true) }, "+ Add message");
+  const box = el("div#chat-editor", { hidden: true }, list, add);
+  const toggle = el("input#chat-toggle", { type: "checkbox" });
+  const label = el("label.small", { for: "chat-toggle", title: "Write the prompt as chat messages, rendered with the model's chat template (instruct models)" }, toggle, " Chat");
+  document.querySelector("label[for=prompt]").after(label);
+  prompt.after(box);
+
+  function lastRole() {
+    const roles = list.querySelectorAll("select");
+    return roles.length ? roles[roles.length - 1].value : null;
+  }
+
+  function addMessage(role, content, focus) {
+    const select = el("select.chat-role", { "aria-label": "Role", onchange: changed }, ...ROLES.map((r) => el("option", { value: r, selected: r === role }, r)));
+    const text = el("textarea.chat-content", { rows: 2, "aria-label": "Message", spellcheck: "false", style: { width: "100%" }, oninput: changed });
+    text.value = content;
+    const item = el(
+      "li.chat-message",
+      { style: { display: "flex", gap: "6px", alignItems: "flex-start", marginBottom: "6px" } },
+      select,
+      text,
+      el("button.link-button", { type: "button", title: "Remove this message", "aria-label": "Remove message", onclick: () => { item.remove(); changed(); } }, "×"),
+    );
+    list.append(item);
+    if (focus) text.focus();
+    changed();
+  }
+
+  toggle.addEventListener("change", () => {
+    box.hidden = !toggle.checked;
+    prompt.hidden = toggle.checked;
+    prompt.required = !toggle.checked;
+    if (toggle.checked && !list.children.length) addMessage("user", prompt.value, true);
+    else changed();
+  });
+
+  return {
+    on: () => toggle.checked,
+    messages: () => [...list.children].map((li) => ({ role: li.querySelector("select").value, content: li.querySelector("textarea").value })),
+    focus: () => list.querySelector("textarea")?.focus(),
+  };
 }
 
 async function loadRecent() {

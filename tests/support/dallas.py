@@ -28,7 +28,7 @@ D_TRANSCODER = 512
 VOCAB = 5000
 DALLAS_PROMPT = "Fact: the capital of the state containing Dallas is"
 OUTPUTS = [(" Austin", 0.62), (" Texas", 0.11), (" the", 0.06), (" Dallas", 0.04), (" a", 0.03)]
-TOKEN_RE = re.compile(r" ?[A-Za-z]+| ?\d+| ?[^\sA-Za-z\d]|\s+")
+TOKEN_RE = re.compile(r"<[a-z_]+>| ?[A-Za-z]+| ?\d+| ?[^\sA-Za-z\d]|\s+")  # <start_of_turn>: one token
 
 
 def token_id(text: str) -> int:
@@ -123,6 +123,7 @@ class DallasTracer:
                 n_layers=N_LAYERS,
                 transcoders=[tc],
                 default_transcoders=TRANSCODERS,
+                chat_template=True,
             )
         ]
 
@@ -130,6 +131,11 @@ class DallasTracer:
         if "<reject>" in prompt:
             raise UserError("this prompt is rejected by the scripted backend")
         return [Token(id=token_id(t), text=t) for t in tokenize_text(prompt)]
+
+    def render_chat(self, model: str, messages: list[dict[str, str]]) -> str:
+        """Gemma's turn layout (the BOS is the tokenizer's)."""
+        turns = "".join(f"<start_of_turn>{m['role']}\n{m['content']}<end_of_turn>\n" for m in messages)
+        return turns + "<start_of_turn>model\n"
 
     def predict(self, model: str, token_ids: list[int], top_k: int) -> list[Prediction]:
         return [Prediction(id=token_id(t), text=t, probability=p) for t, p in OUTPUTS[:top_k]]
