@@ -189,9 +189,29 @@ export function createSubgraph(root, { graph, store, title }) {
   root.append(head, scores, actions, main);
   head.append(el("h2.panel-title", "Subgraph"));
   let renaming = null; // item key being renamed
+  // No re-render between a press and its click: replacing the list (or the buttons) under the
+  // pointer would swallow the click. A change meanwhile (a name saved as its field loses focus
+  // to this very press) is drawn once the click is done.
   let pointerIsDown = false;
+  let pendingRender = false;
+  let rendering = false; // the list is being replaced: a field losing focus to that is no edit
   window.addEventListener("pointerdown", () => (pointerIsDown = true), true);
-  window.addEventListener("pointerup", () => setTimeout(() => (pointerIsDown = false)), true);
+  const released = () =>
+    setTimeout(() => {
+      pointerIsDown = false;
+      if (pendingRender) update();
+    });
+  window.addEventListener("pointerup", released, true);
+  window.addEventListener("pointercancel", released, true);
+
+  function update() {
+    if (pointerIsDown) {
+      pendingRender = true;
+      return;
+    }
+    pendingRender = false;
+    render();
+  }
   let scoreMemo = { pinned: null, scores: null };
   let svg = null;
 
@@ -246,7 +266,7 @@ export function createSubgraph(root, { graph, store, title }) {
   function rename(item, label) {
     const state = store.get();
     renaming = null;
-    if (!label) return render();
+    if (!label) return update();
     if (item.supernode) {
       store.set({ supernodes: state.supernodes.map((g, k) => (k === item.index ? [label, ...g.slice(1)] : g)) });
     } else {
@@ -315,7 +335,12 @@ export function createSubgraph(root, { graph, store, title }) {
   }
 
   function renderList(all) {
-    clear(listBox);
+    rendering = true;
+    try {
+      clear(listBox);
+    } finally {
+      rendering = false;
+    }
     main.classList.toggle("is-empty", !all.length);
     listBox.hidden = !all.length;
     if (!all.length) return;
@@ -334,7 +359,7 @@ export function createSubgraph(root, { graph, store, title }) {
           if (save) rename(item, label.value.trim());
           else {
             renaming = null;
-            render();
+            update();
           }
         };
         label.addEventListener("keydown", (e) => {
@@ -342,12 +367,9 @@ export function createSubgraph(root, { graph, store, title }) {
           if (e.key === "Enter") finish(true);
           if (e.key === "Escape") finish(false);
         });
-        // Leaving the field by a click saves the name once that click is done: re-rendering
-        // at pointerdown would remove what the click was aimed at, and swallow it.
+        // Leaving the field saves the name; a click that left it is drawn after (see update).
         label.addEventListener("blur", () => {
-          if (!pointerIsDown) return finish(true);
-          window.addEventListener("click", () => setTimeout(() => finish(true)), { once: true, capture: true });
-          window.addEventListener("pointerup", () => setTimeout(() => finish(true), 50), { once: true });
+          if (!rendering) finish(true);
         });
         requestAnimationFrame(() => {
           label.focus();
@@ -567,7 +589,7 @@ export function createSubgraph(root, { graph, store, title }) {
   }
 
   store.subscribe((state, changed) => {
-    if (["pinnedIds", "supernodes", "checked", "clickedId"].some((k) => changed.has(k)) || labelsChanged(changed)) render();
+    if (["pinnedIds", "supernodes", "checked", "clickedId"].some((k) => changed.has(k)) || labelsChanged(changed)) update();
   });
   new ResizeObserver(() => fitStage()).observe(stage);
   render();
