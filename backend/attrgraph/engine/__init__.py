@@ -5,6 +5,7 @@ tc = load_transcoders("dir-or-hub-id")
 graph = trace(lm, tc, "The capital of Texas is")
 """
 
+from attrgraph.engine.attention import AttentionTracer, HeadLoadings, QKAttribution, qk_for_top_heads
 from attrgraph.engine.attribution import PromptError, TraceSettings, trace
 from attrgraph.engine.graph import Graph, LogitTarget, NodeKind
 from attrgraph.engine.interop import GraphFormatError, dumps, from_json, to_json
@@ -22,15 +23,18 @@ from attrgraph.engine.targets import TargetError, TargetSpec
 from attrgraph.engine.transcoders import TranscoderLoadError, TranscoderSet, load_transcoders
 
 __all__ = [
+    "AttentionTracer",
     "Graph",
     "GraphFormatError",
     "GraphScores",
+    "HeadLoadings",
     "LoadedModel",
     "LogitTarget",
     "ModelLoadError",
     "NodeKind",
     "PromptError",
     "PruneResult",
+    "QKAttribution",
     "TargetError",
     "TargetSpec",
     "TraceSettings",
@@ -44,6 +48,7 @@ __all__ = [
     "node_influence",
     "prune",
     "pruned_graph",
+    "qk_for_top_heads",
     "subgraph_scores",
     "to_json",
     "trace",
