@@ -79,6 +79,8 @@ class Graph:
     settings: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     feature_labels: dict[str, str] = field(default_factory=dict)
+    # what an imported graph JSON held that the fields above do not model (engine/interop/carried.py)
+    carried: dict[str, Any] = field(default_factory=dict)
 
     # -- index arithmetic -------------------------------------------------------------------
 

@@ -15,6 +15,9 @@ may respond:
 
 A swap is a list of interventions: one group scaled down, another set to activations read off
 another prompt's graph.
+
+A global-TopK set (one budget of latents per position over all layers) cannot be re-encoded layer
+by layer: when features are recomputed, its selection is held fixed (engine/selection.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from torch import Tensor
 from attrgraph.engine.attribution import TraceableModel, tokenize
 from attrgraph.engine.linearize import FrozenState, linearized
 from attrgraph.engine.replacement import ForwardCache, ReplacementModel
+from attrgraph.engine.selection import extended, layer_activations, prompt_selection
 from attrgraph.engine.transcoders.base import TranscoderSet
 
 
@@ -220,17 +224,22 @@ def _logits(
     interventions: list[FeatureIntervention],
     options: InterventionOptions,
     generating: bool = False,
+    inputs: dict[int, Tensor] | None = None,
 ) -> Tensor:
     """(pos, vocab) logits of the replacement model with `interventions` applied.
 
     Continuations (generating=True) always recompute attention and features: nothing was recorded
     for new positions. Prompt positions keep their original error vectors, so a pass without
-    interventions reproduces the model exactly.
+    interventions reproduces the model exactly. `inputs`, if given, receives each layer's
+    transcoder input (1, pos, d_model).
     """
     tc = rm.transcoders
     n_prompt = int(cache.token_ids.shape[0])
     direct = options.direct_only and not generating
     freeze = (options.freeze_attention or options.direct_only) and not generating
+    selection = None
+    if tc.selects_across_layers and not direct:
+        selection = _held_selection(rm, cache, token_ids, interventions, options)
     by_layer: dict[int, list[FeatureIntervention]] = {}
     for iv in interventions:
         by_layer.setdefault(iv.layer, []).append(iv)
@@ -246,7 +255,7 @@ def _logits(
             acts = _original_activations(cache, layer, tc.d_transcoder)
             base = cache.write_constants[layer].clone()
         else:
-            acts = tc.encode(layer, x)
+            acts = layer_activations(tc, layer, x, selection)
             acts[: cache.excluded_positions] = 0
             base = out[0].clone() if skip is None else out[0] - skip
             live[layer] = acts
@@ -267,6 +276,9 @@ def _logits(
     def on_tc_input(layer: int, x: Tensor) -> None:
         tc_inputs[layer] = x
 
+    if inputs is not None:
+        tc_inputs = inputs
+
     with ExitStack() as stack:
         if freeze:
             replay = FrozenState(
@@ -276,6 +288,27 @@ def _logits(
         stack.enter_context(rm.hooks(lambda x: x, on_tc_input, on_write, {}))
         logits: Tensor = rm.model(input_ids=token_ids[None]).logits[0]
     return logits
+
+
+def _held_selection(
+    rm: ReplacementModel,
+    cache: ForwardCache,
+    token_ids: Tensor,
+    interventions: list[FeatureIntervention],
+    options: InterventionOptions,
+) -> list[Tensor]:
+    """A global-TopK set's selection for this pass (engine/selection.py): the prompt's, and at
+    generated positions that carry interventions, encode_all's choice from a pass without them."""
+    n_prompt = int(cache.token_ids.shape[0])
+    held = prompt_selection(cache, rm.transcoders.d_transcoder)
+    n_new = int(token_ids.shape[0]) - n_prompt
+    if not any(iv.position >= n_prompt for iv in interventions):
+        return extended(held, None, n_new)
+    inputs: dict[int, Tensor] = {}
+    on_prompt = [iv for iv in interventions if iv.position < n_prompt]
+    _logits(rm, cache, token_ids, on_prompt, options, generating=True, inputs=inputs)
+    chosen = rm.transcoders.encode_all([inputs[layer][0] for layer in range(rm.n_layers)])
+    return extended(held, chosen, n_new)
 
 
 def _original_activations(cache: ForwardCache, layer: int, d_transcoder: int) -> Tensor:

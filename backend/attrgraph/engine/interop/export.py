@@ -15,6 +15,7 @@ from torch import Tensor
 
 import attrgraph
 from attrgraph.engine.graph import Graph, NodeKind
+from attrgraph.engine.interop.carried import node_fields, write_back
 from attrgraph.engine.interop.extras import attrgraph_extras
 from attrgraph.engine.interop.options import ExportOptions
 from attrgraph.engine.pruning import PruneResult, cumulative_influence, node_influence
@@ -166,9 +167,11 @@ def build_document(graph: Graph, options: ExportOptions, *, numpy_floats: bool) 
         connected[:n_features] = True
     used = torch.nonzero(node_mask & connected).flatten().tolist()
 
+    carried = node_fields(graph)  # an imported graph's own node ids and fields, written back
     ids: list[str] = [""] * n_nodes
     for index in used:
-        ids[index] = graph.node_id(index)
+        ids[index] = carried[index].get("node_id", "") if index in carried else ""
+        ids[index] = ids[index] or graph.node_id(index)
 
     label_overrides = {str(pair[0]): str(pair[1]) for pair in clerps or () if len(pair) >= 2}
 
@@ -205,7 +208,9 @@ def build_document(graph: Graph, options: ExportOptions, *, numpy_floats: bool) 
     }
     if clerps:
         q_params["clerps"] = [[str(x) for x in pair] for pair in clerps]
-    return {"metadata": metadata, "qParams": q_params, "nodes": nodes, "links": links}
+    document = {"metadata": metadata, "qParams": q_params, "nodes": nodes, "links": links}
+    write_back(document, graph, used, carried)
+    return document
 
 
 def _node_json(

@@ -99,7 +99,7 @@ def attrgraph_extras(
         kept = torch.nonzero(prune_result.node_mask[: graph.n_features]).flatten()
         scores["pruned"] = scores_json(subgraph_scores(graph, kept))
     if pinned_ids:
-        known = {graph.node_id(i): i for i in range(n_nodes)}
+        known = {graph.node_id(i): i for i in range(n_nodes)} | {ids[i]: i for i in used}
         pinned = [known[p] for p in pinned_ids if p in known]
         scores["pinned"] = scores_json(subgraph_scores(graph, pinned))
 

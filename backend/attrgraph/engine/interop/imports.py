@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from attrgraph.engine.graph import Graph, NodeKind
+from attrgraph.engine.interop.carried import collect
 from attrgraph.engine.interop.extras import apply_node_values
 from attrgraph.engine.interop.links import parse_links, resolve_colliding_sources
 from attrgraph.engine.interop.reading import fail, load_document, node_kind, read_int, read_number
@@ -96,10 +97,7 @@ def from_json(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) ->
     n_nodes = logit_offset + len(logit_targets)
 
     index_of: dict[str, int] = {node_id: i for i, node_id in enumerate(parsed.feature_ids)}
-    for node_id, layer, pos in parsed.errors:
-        if not 0 <= layer < n_layers or not 0 <= pos < n_pos:
-            raise fail(f"error node {node_id!r} is outside {n_layers} layers x {n_pos} positions")
-        index_of[node_id] = error_offset + layer * n_pos + pos
+    index_of.update(_error_indices(parsed.errors, n_layers, n_pos, error_offset))
     for pos, (node_id, _) in parsed.tokens.items():
         index_of[node_id] = token_offset + pos
     for layer, pos, _ in parsed.features:
@@ -142,7 +140,7 @@ def from_json(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) ->
     prompt = _text(extras, "prompt", metadata.get("prompt"))
 
     features = torch.tensor(parsed.features, dtype=torch.long).reshape(-1, 3)
-    return Graph(
+    graph = Graph(
         prompt=prompt,
         token_ids=token_ids,
         tokens=tokens,
@@ -162,6 +160,42 @@ def from_json(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) ->
         stats=dict(stats),
         feature_labels=parsed.labels,
     )
+    graph.carried = collect(document, graph, _graph_indices(nodes, index_of))
+    return graph
+
+
+def _error_indices(
+    errors: list[tuple[str, int, int]], n_layers: int, n_pos: int, error_offset: int
+) -> dict[str, int]:
+    """Node id -> Graph index of each error node; two at one site (say a `lorsa error` and an
+    `mlp reconstruction error`) do not fit a Graph, which holds one error per layer and position."""
+    taken: dict[int, str] = {}
+    for node_id, layer, pos in errors:
+        if not 0 <= layer < n_layers or not 0 <= pos < n_pos:
+            raise fail(f"error node {node_id!r} is outside {n_layers} layers x {n_pos} positions")
+        index = error_offset + layer * n_pos + pos
+        if index in taken:
+            raise fail(
+                f"error nodes {taken[index]!r} and {node_id!r} are both at layer {layer}, position {pos};"
+                " a graph holds one error node per layer and position"
+            )
+        taken[index] = node_id
+    return {node_id: index for index, node_id in taken.items()}
+
+
+def _graph_indices(
+    nodes: list[dict[str, Any]], index_of: Mapping[str, int]
+) -> list[tuple[int, dict[str, Any]]]:
+    """Each node with its Graph index; features by their order (an old error id may name one too)."""
+    indexed = []
+    n_features = 0
+    for node in nodes:
+        if node_kind(node["feature_type"]) is NodeKind.FEATURE:
+            indexed.append((n_features, node))
+            n_features += 1
+        else:
+            indexed.append((index_of[node["node_id"]], node))
+    return indexed
 
 
 def _text(extras: Mapping[str, Any] | None, key: str, fallback: Any) -> str:
