@@ -37,6 +37,10 @@ export async function build(outdir) {
     sourcemap: false,
   });
   for (const name of readdirSync(join(here, "public"))) copyFileSync(join(here, "public", name), join(outdir, name));
+  // Swagger UI for the API's /docs, served from here so the docs work offline (no CDN).
+  const swagger = join(here, "node_modules", "swagger-ui-dist");
+  for (const name of ["swagger-ui-bundle.js", "swagger-ui-bundle.js.LICENSE.txt", "swagger-ui.css"]) copyFileSync(join(swagger, name), join(outdir, name));
+  copyFileSync(join(swagger, "LICENSE"), join(outdir, "swagger-ui.LICENSE.txt"));
 }
 
 function listFiles(dir) {

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 import attrgraph
 from attrgraph.api import pages
+from attrgraph.api.docs import add_offline_docs
 from attrgraph.api.deps import Services
 from attrgraph.api.limits import BodySizeLimit
 from attrgraph.api.responses import OrjsonResponse
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, client: aioredis.Redis | None =
         "progress, fetch the graph (whole, or one node at a time).",
         default_response_class=OrjsonResponse,
         lifespan=lifespan,
+        docs_url=None,  # add_offline_docs: Swagger UI from /static, not a CDN
     )
     app.add_middleware(
         BodySizeLimit,
@@ -93,4 +95,5 @@ def create_app(settings: Settings | None = None, client: aioredis.Redis | None =
         app.include_router(module.router)
     app.include_router(pages.router)  # the explorer's pages
     app.mount("/static", pages.static_files(), name="static")
+    add_offline_docs(app)
     return app
