@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from attrgraph.engine.downloads import plan_model, plan_transcoders
+from attrgraph.engine.downloads import fetch, plan_model, plan_transcoders
 from attrgraph.engine.hub import HubError, HubRef, MissingOffline, cache_dir, download, parse_hub_ref
 from attrgraph.engine.models import ModelLoadError, load_model
-from attrgraph.engine.transcoders import TranscoderLoadError, load_transcoders
+from attrgraph.engine.transcoders import TranscoderLoadError, TranscoderSet, load_transcoders
 from tests.support.fake_hub import FakeHub, TinyHub, publish_tiny_hub
+from tests.support.layouts import write_gemma_scope2, write_global_topk
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -187,3 +189,122 @@ def test_subfolder_and_tag_sets(hub: FakeHub, tmp_path: Path) -> None:
     assert not any("features" in d for d in hub.downloads())
     with pytest.raises(TranscoderLoadError, match="conflicts with revision='v3'"):
         load_transcoders("org/multi@v2/per-layer", revision="v3")
+
+
+# -- the published transcoder layouts (tests/support/layouts.py) through the hub ----------------------
+
+N_LAYERS, D_MODEL = 3, 16
+
+
+def _gemma_scope2_tree(root: Path) -> tuple[str, Path, set[str]]:
+    """Google's per-layer tree for one width and L0, with a per-folder config.json the loader skips."""
+    write_gemma_scope2(root / "transcoder_all", n_layers=N_LAYERS, d_model=D_MODEL)
+    folders = sorted(p.name for p in (root / "transcoder_all").iterdir())
+    (root / "transcoder_all" / folders[0] / "config.json").write_text("{}")
+    needed = {f"transcoder_all/{f}/params.safetensors" for f in folders}
+    return "transcoder_all", root / "transcoder_all", needed
+
+
+def _gemma_scope2_clt(root: Path) -> tuple[str, Path, set[str]]:
+    """`clt/width_.../params_layer_{i}.safetensors`, beside a second width that must stay behind."""
+    chosen = root / "clt" / "width_262k_l0_medium_affine"
+    write_gemma_scope2(chosen, n_layers=N_LAYERS, d_model=D_MODEL, cross_layer=True)
+    write_gemma_scope2(
+        root / "clt" / "width_16k_l0_small", n_layers=N_LAYERS, d_model=D_MODEL, cross_layer=True
+    )
+    sub = "clt/width_262k_l0_medium_affine"
+    return sub, chosen, {f"{sub}/params_layer_{i}.safetensors" for i in range(N_LAYERS)}
+
+
+def _global_topk(root: Path) -> tuple[str, Path, set[str]]:
+    """ByteDance-Seed's CLT at the repository root: factors.safetensors is not read, so not fetched."""
+    write_global_topk(root, n_layers=N_LAYERS, d_model=D_MODEL, k=4)
+    (root / "README.md").write_text("# global TopK CLT\n")
+    needed = {f"W_{kind}_{i}.safetensors" for kind in ("enc", "dec") for i in range(N_LAYERS)}
+    return "", root, needed | {"W_dec_norm.safetensors", "config.json"}
+
+
+def _same_weights(expected: TranscoderSet, actual: TranscoderSet) -> None:
+    assert (actual.n_layers, actual.cross_layer, actual.activation, actual.topk, actual.input_site) == (
+        expected.n_layers,
+        expected.cross_layer,
+        expected.activation,
+        expected.topk,
+        expected.input_site,
+    )
+    for layer in range(expected.n_layers):
+        a, b = expected.layer(layer), actual.layer(layer)
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "W_skip", "score_scale"):
+            ta, tb = getattr(a, name), getattr(b, name)
+            assert (ta is None) == (tb is None), f"layer {layer} {name}"
+            if ta is not None:
+                assert torch.equal(ta, tb), f"layer {layer} {name} differs"
+
+
+@pytest.mark.parametrize("layout", [_gemma_scope2_tree, _gemma_scope2_clt, _global_topk])
+def test_published_layouts_pull_exactly_their_files_and_load_offline(
+    layout: Callable[[Path], tuple[str, Path, set[str]]],
+    hub: FakeHub,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sub, local, needed = layout(tmp_path / "repo")
+    hub.add_repo("org/published", tmp_path / "repo")
+    source = f"org/published/{sub}".rstrip("/")
+    plan = plan_transcoders(source)
+    assert {f.path for f in plan.files} == needed and len(plan.files) == len(needed)
+    fetch(plan)  # what `attrgraph pull --transcoders` does
+    assert sorted(hub.downloads()) == sorted(f"org/published/{p}" for p in needed)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: any request would fail
+    before = len(hub.requests)
+    loaded = load_transcoders(source)
+    assert len(hub.requests) == before
+    assert loaded.revision == hub.repos["org/published"].commit
+    _same_weights(load_transcoders(local), loaded)
+
+
+def test_gemma_scope2_clt_listed_by_a_cross_layer_config(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """circuit-tracer's Gemma Scope 2 CLT configs: `model_kind: cross_layer_transcoder` with hf:// files
+    (one listed twice, as its configs list one more than the model has layers)."""
+    sub, local, needed = _gemma_scope2_clt(tmp_path / "weights")
+    hub.add_repo("google/weights", tmp_path / "weights")
+    listed = [
+        f"hf://google/weights/{sub}/params_layer_{i}.safetensors" for i in [*range(N_LAYERS), N_LAYERS - 1]
+    ]
+    config = {
+        "model_kind": "cross_layer_transcoder",
+        "feature_input_hook": "mlp.hook_in",
+        "feature_output_hook": "hook_mlp_out",
+        "transcoders": listed,
+    }
+    (tmp_path / "config-repo").mkdir()
+    (tmp_path / "config-repo" / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    hub.add_repo("ct/gs2-clt", tmp_path / "config-repo")
+    plan = plan_transcoders("ct/gs2-clt")
+    assert {f"{f.repo_id}/{f.path}" for f in plan.files} == {"ct/gs2-clt/config.yaml"} | {
+        f"google/weights/{p}" for p in needed
+    }
+    assert len(plan.files) == 1 + N_LAYERS  # the repeated entry is one file
+    fetch(plan)
+    assert len(hub.downloads()) == len(set(hub.downloads())) == 1 + N_LAYERS
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _same_weights(load_transcoders(local), load_transcoders("ct/gs2-clt"))
+
+
+def test_a_tree_of_several_variants_per_layer_is_refused_before_downloading(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    root = tmp_path / "repo" / "transcoder_all"
+    write_gemma_scope2(root, n_layers=N_LAYERS, d_model=D_MODEL)
+    for layer_dir in list(root.iterdir()):  # a second L0 of every layer, as Google's tree holds
+        twin = root / layer_dir.name.replace("l0_small", "l0_big")
+        twin.mkdir()
+        (twin / "params.safetensors").write_bytes((layer_dir / "params.safetensors").read_bytes())
+    hub.add_repo("google/all", tmp_path / "repo")
+    with pytest.raises(HubError, match=r"holds 2 weight files for layer 0 .*under `transcoders:`"):
+        plan_transcoders("google/all/transcoder_all")
+    assert hub.downloads() == []

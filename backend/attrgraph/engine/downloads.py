@@ -3,8 +3,12 @@
 A model needs its config, tokenizer files and one copy of its weights (safetensors when the repo has
 them; never the .bin / .h5 / onnx / `original/` duplicates). A transcoder set needs its config.yaml
 and the weight files it lists (`hf://` references into other repositories followed, with their
-`?revision=`), else its `layer_{i}` / `W_enc_{i}` / `W_dec_{i}` files; never the `features/`
-dashboards that circuit-tracer's repositories also hold.
+`?revision=`), else what the loader reads of each published layout (transcoders/published.py):
+`layer_{i}` / `W_enc_{i}` + `W_dec_{i}` files, Gemma Scope 2's `params_layer_{i}.safetensors` or its
+`layer_{i}_.../params.safetensors` tree, GemmaScope's `layer_{i}/.../*.npz` tree (one file per layer:
+a tree holding several widths or L0s is refused rather than fetched whole), and a global-TopK set's
+`W_dec_norm.safetensors` and `config.json`. Never the `features/` dashboards that circuit-tracer's
+repositories also hold, nor files the loader does not read (a global-TopK set's factors.safetensors).
 
     plan = plan_model("google/gemma-2-2b")       # lists the repo (one API call), downloads nothing
     plan.total_bytes, plan.missing()               # what `attrgraph pull` reports before fetching
@@ -35,19 +39,19 @@ from .hub import (
 __all__ = ["HubFile", "Plan", "fetch", "model_pull", "plan_model", "plan_transcoders", "transcoders_pull"]
 
 _TOKENIZER_FILES = frozenset(
-    {
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "added_tokens.json",
-        "vocab.json",
-        "merges.txt",
-        "tokenizer.model",
-        "generation_config.json",
-    }
+    {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"}
+    | {"vocab.json", "merges.txt", "tokenizer.model", "generation_config.json"}
 )
-_TRANSCODER_FILE = re.compile(r"^(layer_\d+\.(safetensors|npz)|W_(enc|dec)_\d+\.safetensors)$")
-_NESTED_NPZ = re.compile(r"^layer_\d+/.+\.npz$")
+# Names as transcoders/published.py and loading.py read them (not imported: the loader imports this).
+_TRANSCODER_FILE = re.compile(
+    r"^(layer_\d+\.(safetensors|npz)|W_(enc|dec)_\d+\.safetensors|params_layer_\d+\.safetensors"
+    r"|W_dec_norm\.safetensors)$"
+)
+_JSON_CONFIG = "config.json"  # read in place of config.yaml when a set has none (global TopK)
+_LAYER_TREES = (  # one file per layer under `layer_{i}[_...]/`: Gemma Scope 2, then GemmaScope (1)
+    re.compile(r"^layer_(\d+)(_[^/]*)?/(.+/)?params\.safetensors$"),
+    re.compile(r"^layer_(\d+)/(.+/)?[^/]+\.npz$"),
+)
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def plan_transcoders(source: str | Path, revision: str | None = None) -> Plan:
         config = _read_yaml(download(ref.repo_id, config_path, ref.revision, pull=pull, offline=False))
     listed = config.get("transcoders")
     files = [HubFile(ref.repo_id, config_path, ref.revision, sizes[config_path])] if config else []
-    if isinstance(listed, list) and config.get("model_kind") != "cross_layer_transcoder":
+    if isinstance(listed, list):  # per-layer and cross-layer alike, as the loader follows the list
         entries = [str(e) for e in listed]
         files += _external(pull, [e for e in entries if e.startswith("hf://")])
         for entry in (e for e in entries if not e.startswith("hf://")):
@@ -182,13 +186,37 @@ def plan_transcoders(source: str | Path, revision: str | None = None) -> Plan:
                 raise HubError(f"{ref.repo_id}: config.yaml lists {entry}, which the repository lacks")
             files.append(HubFile(ref.repo_id, path, ref.revision, sizes[path]))
     else:
-        for path in sorted(mine):
-            rest = path[len(prefix) :]
-            if _TRANSCODER_FILE.match(rest) or _NESTED_NPZ.match(rest):
-                files.append(HubFile(ref.repo_id, path, ref.revision, sizes[path]))
+        rests = sorted(path[len(prefix) :] for path in mine)
+        chosen = [r for r in rests if _TRANSCODER_FILE.match(r)]
+        if chosen and not config and _JSON_CONFIG in rests:
+            chosen.append(_JSON_CONFIG)
+        if not chosen:
+            chosen = _layer_tree(rests, f"{ref.repo_id}/{sub}".rstrip("/"))
+        files += [HubFile(ref.repo_id, prefix + r, ref.revision, sizes[prefix + r]) for r in chosen]
     if len(files) <= (1 if config else 0):
         raise HubError(f"{text}: no transcoder files (config.yaml, layer_{{i}}.*, W_enc_{{i}}.*) found")
-    return Plan(pull, ref.repo_id, commit, sub, tuple(files))
+    return Plan(pull, ref.repo_id, commit, sub, tuple(dict.fromkeys(files)))  # a file listed twice is one
+
+
+def _layer_tree(rests: list[str], where: str) -> list[str]:
+    """The one weight file under each `layer_{i}[_...]/` folder of a published tree, or [] if none.
+    A tree holding several per layer (a release's every width and L0) is refused before gigabytes of
+    variants the loader would reject are downloaded."""
+    for tree in _LAYER_TREES:
+        per_layer: dict[int, list[str]] = {}
+        for rest in rests:
+            if match := tree.match(rest):
+                per_layer.setdefault(int(match.group(1)), []).append(rest)
+        for layer, found in sorted(per_layer.items()):
+            if len(found) > 1:
+                raise HubError(
+                    f"{where} holds {len(found)} weight files for layer {layer} ({', '.join(found[:3])}"
+                    f"{', ...' if len(found) > 3 else ''}); the loader needs one per layer: list the"
+                    " chosen files as hf:// URIs under `transcoders:` in a config.yaml"
+                )
+        if per_layer:
+            return [found[0] for _, found in sorted(per_layer.items())]
+    return []
 
 
 def resolve_transcoders(

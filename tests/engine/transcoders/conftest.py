@@ -1,14 +1,11 @@
-"""Fixtures for transcoder loading/saving tests: small random sets and a fake local hub cache."""
+"""Fixtures for transcoder loading/saving tests: small random sets and a check that two sets are equal.
+
+Hub downloads are tested in tests/engine/test_hub.py against tests/support/fake_hub.py."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import shutil
-import socket
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +14,6 @@ from tests.support.transcoders import random_transcoders
 from attrgraph.engine.transcoders import Activation, InputSite, TranscoderSet
 
 MakeSet = Callable[..., TranscoderSet]
-FakeHub = Callable[..., str]
 
 
 def assert_same_set(expected: TranscoderSet, actual: TranscoderSet) -> None:
@@ -53,59 +49,3 @@ def make_set() -> MakeSet:
 @pytest.fixture
 def assert_same() -> Callable[[TranscoderSet, TranscoderSet], None]:
     return assert_same_set
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any attempt to open a network connection, and set the hub's offline switch."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture
-def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> Path:
-    """An empty HF_HOME (its hub cache is HF_HOME/hub), with the other cache variables unset."""
-    home = tmp_path / "hf_home"
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.chdir(tmp_path)
-    return home
-
-
-@pytest.fixture
-def fake_hub() -> FakeHub:
-    return add_to_fake_hub
-
-
-def add_to_fake_hub(
-    cache: Path,
-    repo_id: str,
-    source: Path,
-    *,
-    prefix: str = "",
-    commit: str = "0123456789abcdef0123456789abcdef01234567",
-    ref: str = "main",
-) -> str:
-    """Put every file under `source` into `cache` as huggingface_hub would lay out a download.
-
-    Files become content-addressed blobs, and the snapshot holds relative symlinks to them;
-    `refs/{ref}` names the commit. Returns the commit.
-    """
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / commit
-    for path in sorted(p for p in source.rglob("*") if p.is_file()):
-        blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, blob)
-        link = snapshot / prefix / path.relative_to(source)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / ref).write_text(commit)
-    return commit
