@@ -14,6 +14,9 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 import attrgraph
@@ -39,11 +42,16 @@ from attrgraph.settings import DEFAULT_REDIS_URL, Settings, get_settings
 def redis_client(settings: Settings) -> aioredis.Redis:
     # Blocking reads (SSE, worker-call replies) wait at most predictions_timeout_s; a socket silent for
     # longer than that means a dead server, and the request gets a 503 instead of hanging.
+    # After a Redis restart every pooled connection is dead and fails its next command with
+    # ConnectionError; from_url() gives connections no retries, so each would be one 503. Retried
+    # on a fresh connection (a few times, backing off) they succeed. Timeouts are not retried: a
+    # server that stopped answering would hold the request for several socket timeouts.
     return aioredis.Redis.from_url(
         settings.redis_url or DEFAULT_REDIS_URL,
         socket_connect_timeout=5,
         socket_timeout=max(settings.predictions_timeout_s, settings.worker_call_timeout_s) + 15,
         health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3, supported_errors=(RedisConnectionError,)),
     )
 
 
