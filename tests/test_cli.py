@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,3 +275,69 @@ def test_target_ids(sources: tuple[str, str], capsys: pytest.CaptureFixture[str]
     assert len([line for line in capsys.readouterr().out.splitlines() if line.startswith("    ")]) == 2
     assert main([*args, "--target-id", "100000"]) == 2
     assert "outside the vocabulary" in capsys.readouterr().err
+
+
+def test_qk_writes_checkable_qk_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_progress_bars: None
+) -> None:
+    """`--qk` on the demo: QK results on nodes that validate against the schema, whose terms sum to
+    their score, whose score a recomputation from the model's own weights matches, and that an
+    import followed by an export keeps."""
+    import jsonschema
+    from transformers import AutoModelForCausalLM
+
+    from attrgraph.bundled import demo_model_dir
+    from attrgraph.engine.interop import from_json, to_json
+
+    out = tmp_path / "g.json"
+    prompt = "Fact: the capital of the state containing Dallas is"
+    assert main(["trace", prompt, "--qk", "-o", str(out), "--quiet"]) == 0
+    assert "qk: head " in capsys.readouterr().out
+    document = json.loads(out.read_text())
+    schema = json.loads((Path(__file__).parent / "data" / "graph-schema.json").read_text())
+    jsonschema.validate(document, schema)
+    results = {n["node_id"]: n["qk_tracing_results"] for n in document["nodes"] if "qk_tracing_results" in n}
+    assert len(results) == 4  # the default number of top heads, each on its own node
+    model = AutoModelForCausalLM.from_pretrained(demo_model_dir()).eval()
+    token_ids = document["metadata"]["attrgraph"]["token_ids"]
+    node_ids = {n["node_id"] for n in document["nodes"]} | set(document["qk_only_nodes"])
+    for node_id, r in results.items():
+        assert int(node_id.rsplit("_", 1)[1]) == r["query_pos"]  # it sits at the position it explains
+        expected = _gpt2_score(model, token_ids, r["layer"], r["head"], r["query_pos"], r["key_pos"])
+        assert r["score"] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+        terms = r["pairs_total"] + r["q_bias_terms"] + r["k_bias_terms"] + r["bias"]
+        assert terms == pytest.approx(r["score"], rel=1e-4, abs=1e-5)
+        named = {x for pair in r["pair_wise_contributors"] for x in pair[:2]}
+        assert named <= node_ids  # every contributor is a node or described in qk_only_nodes
+    again = to_json(from_json(document))
+    kept = {n["node_id"]: n["qk_tracing_results"] for n in again["nodes"] if "qk_tracing_results" in n}
+    assert kept == results
+    assert again["qk_only_nodes"] == document["qk_only_nodes"]
+    broken = json.loads(out.read_text())
+    next(n for n in broken["nodes"] if "qk_tracing_results" in n)["qk_tracing_results"]["score"] = "high"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def _gpt2_score(model: Any, token_ids: list[int], layer: int, head: int, q_pos: int, k_pos: int) -> float:
+    """A GPT-2 head's pre-softmax score from the model alone: the attention module's input in an
+    ordinary forward pass (after ln_1), its own c_attn projection, the scale GPT-2 applies."""
+    import torch
+
+    block = model.transformer.h[layer]
+    seen: dict[str, Any] = {}
+    handle = block.attn.register_forward_pre_hook(lambda module, args: seen.update(x=args[0][0].double()))
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.tensor([token_ids]))
+    finally:
+        handle.remove()
+    config = model.config
+    d_model, d_head = config.n_embd, config.n_embd // config.n_head
+    qkv = seen["x"] @ block.attn.c_attn.weight.double() + block.attn.c_attn.bias.double()
+    q = qkv[q_pos, head * d_head : (head + 1) * d_head]
+    k = qkv[k_pos, d_model + head * d_head : d_model + (head + 1) * d_head]
+    scale = d_head**-0.5 if config.scale_attn_weights else 1.0
+    if config.scale_attn_by_inverse_layer_idx:
+        scale /= layer + 1
+    return float(q @ k) * scale

@@ -88,6 +88,11 @@ def _add_trace(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("-o", "--output", type=Path, help="write the pruned graph JSON (Neuronpedia format)")
+    p.add_argument(
+        "--qk",
+        action="store_true",
+        help="also explain the top heads' attention: QK attributions on nodes (qk_tracing_results) in -o",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--offline", action="store_true", help="no downloads: hub files must be cached")
     p.set_defaults(handler=_run_trace)
@@ -109,6 +114,7 @@ def _run_trace(args: argparse.Namespace) -> int:
         check_prompt,
         default_sources,
         load_pair,
+        qk_entries,
         summarize,
         trace_request,
     )
@@ -153,11 +159,19 @@ def _run_trace(args: argparse.Namespace) -> int:
             edge_threshold=args.edge_threshold,
             progress=progress,
         )
+        if args.qk:
+            graph = result.graph
+            graph.attention = qk_entries(lm, transcoders, graph, result.pruned, progress=progress)
     except TraceRequestError as exc:
         raise CliError(str(exc)) from None
     finally:
         progress.close()
     print(summarize(result))
+    for entry in result.graph.attention:
+        print(
+            f"qk: head {entry['layer']}.{entry['head']} from {entry['query_pos']} to {entry['key_pos']}: "
+            f"score {entry['score']:.3f} on {entry['node_id']}"
+        )
     if args.output is not None:
         args.output.write_bytes(result.json_bytes())
         print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)")

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from attrgraph.engine import Graph, PromptError, TargetError, TargetSpec, TraceSettings, trace
+from attrgraph.engine.attention import AttentionTracer
+from attrgraph.engine.attention.ablation import HeadAblationError
+from attrgraph.engine.attention.requests import top_head_entries
 from attrgraph.engine.attribution import context_length, tokenize
 from attrgraph.engine.chat import Chat, ChatError, render_chat
 from attrgraph.engine.chat import messages as chat_messages
@@ -201,8 +204,23 @@ def intervene_request(
     tokens = prompt if isinstance(prompt, str) else list(prompt)
     try:
         return intervene(lm, transcoders, tokens, interventions, options)
-    except (PromptError, InterventionError, IncompatibleTranscodersError) as exc:
+    except (PromptError, InterventionError, HeadAblationError, IncompatibleTranscodersError) as exc:
         raise TraceRequestError(str(exc)) from None
+
+
+def qk_entries(
+    lm: LoadedModel,
+    transcoders: TranscoderSet,
+    graph: Graph,
+    pruned: PruneResult | None,
+    *,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """`--qk`: QK attributions of the graph's top heads, as entries for `graph.attention` (each on
+    the exported node it explains; attrgraph.format.qk)."""
+    bos = lm.tokenizer.bos_token_id
+    tracer = AttentionTracer.for_graph(lm.model, transcoders, graph, bos_token_id=bos, progress=progress)
+    return top_head_entries(tracer, graph, pruned, progress=progress)
 
 
 def _silent(phase: str, done: int, total: int) -> None:

@@ -16,7 +16,7 @@ import zlib
 from typing import Any
 
 from attrgraph.format.synthetic import document, embedding_node, error_node, feature_node, level, logit_node
-from attrgraph.protocol.records import InterventionPayload, TracePayload
+from attrgraph.protocol.records import AttentionPayload, InterventionPayload, TracePayload
 from attrgraph.protocol.schemas import ModelInfo, Prediction, Token, TranscoderInfo
 from attrgraph.settings import Settings
 from attrgraph.worker.tracer import Progress, UserError
@@ -28,6 +28,11 @@ D_TRANSCODER = 512
 VOCAB = 5000
 DALLAS_PROMPT = "Fact: the capital of the state containing Dallas is"
 OUTPUTS = [(" Austin", 0.62), (" Texas", 0.11), (" the", 0.06), (" Dallas", 0.04), (" a", 0.03)]
+# The scripted attention: layer 0 head 3 carries most of every edge that crosses positions (as in the
+# demo model, where it brings " Dallas" to " is"); ablating it costs " Austin" this much logit.
+TOP_HEAD = (0, 3)
+HEAD_SHARES = [((0, 3), 0.78, 0.73), ((0, 0), 0.15, 0.11), ((1, 2), 0.07, 0.2)]  # head, share, pattern
+HEAD_ABLATION_AUSTIN = 4.0
 TOKEN_RE = re.compile(r"<[a-z_]+>| ?[A-Za-z]+| ?\d+| ?[^\sA-Za-z\d]|\s+")  # <start_of_turn>: one token
 
 
@@ -159,6 +164,13 @@ class DallasTracer:
         progress("intervene", 0, 1)
         time.sleep(self.step_s)
         return scripted_intervention(job)
+
+    def attention(self, job: AttentionPayload, graph: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        from tests.support.dallas_attention import scripted_attention
+
+        progress("forward", 0, 1)
+        time.sleep(self.step_s)
+        return scripted_attention(job, graph)
 
     def feature(self, transcoders: str, layer: int, index: int) -> dict[str, Any] | None:
         if transcoders != TRANSCODERS or not (0 <= layer < N_LAYERS and 0 <= index < D_TRANSCODER):

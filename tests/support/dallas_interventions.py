@@ -10,9 +10,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from attrgraph.protocol.interventions import HeadAblationItem
 from attrgraph.protocol.records import InterventionPayload
 from attrgraph.worker.tracer import UserError
-from tests.support.dallas import CIRCUIT, CIRCUIT_LINKS, OUTPUTS, token_id, tokenize_text
+from tests.support.dallas import (
+    CIRCUIT,
+    CIRCUIT_LINKS,
+    HEAD_ABLATION_AUSTIN,
+    OUTPUTS,
+    TOP_HEAD,
+    token_id,
+    tokenize_text,
+)
 
 
 def _paths_to_logits() -> dict[str, dict[str, float]]:
@@ -54,6 +63,11 @@ def scripted_intervention(job: InterventionPayload) -> dict[str, Any]:
     other = 1.0 - sum(p for _, p in OUTPUTS)
     before = dict(logits)
     for iv in job.interventions:
+        if isinstance(iv, HeadAblationItem):
+            # the scripted head that carries Dallas to " is" (tests/support/dallas.py TOP_HEAD)
+            if (iv.layer, iv.head) == TOP_HEAD:
+                logits[" Austin"] -= HEAD_ABLATION_AUSTIN
+            continue
         if iv.position >= len(tokens):
             raise UserError(f"position {iv.position} out of range")
         found = circuit.get((iv.layer, iv.position, iv.feature))

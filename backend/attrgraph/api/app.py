@@ -26,6 +26,7 @@ from attrgraph.api.deps import Services
 from attrgraph.api.limits import BodySizeLimit
 from attrgraph.api.responses import OrjsonResponse
 from attrgraph.api.routes import (
+    attention,
     events,
     features,
     graphs,
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, client: aioredis.Redis | None =
 
     for module in (graphs, jobs, models, tokenize, features, interventions, labels, notes, views, events):
         app.include_router(module.router)
+    app.include_router(attention.router)
     app.include_router(pages.router)  # the explorer's pages
     app.mount("/static", pages.static_files(), name="static")
     add_offline_docs(app)

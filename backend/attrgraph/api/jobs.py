@@ -20,6 +20,7 @@ from attrgraph.api.responses import OrjsonResponse, field_error, not_found, unav
 from attrgraph.protocol import ids
 from attrgraph.protocol.interventions import (
     MAX_INTERVENTIONS,
+    HeadAblationItem,
     InterventionAccepted,
     InterventionReady,
     InterventionRequest,
@@ -204,8 +205,13 @@ async def submit_intervention(
 def _check_interventions(body: InterventionRequest, transcoders: TranscoderInfo, n_tokens: int) -> None:
     """Each feature exists and each position is in the graph's prompt (422 naming the item)."""
     for k, iv in enumerate(body.interventions):
-        where = f"feature {iv.layer}/{iv.feature} at position {iv.position}"
         loc = ("body", "interventions", k)
+        if isinstance(iv, HeadAblationItem):  # the worker checks the head index: it knows the model
+            n_layers = transcoders.n_layers
+            if n_layers is not None and iv.layer >= n_layers:
+                raise field_error((*loc, "layer"), f"layer out of range (0..{n_layers - 1})", iv.layer)
+            continue
+        where = f"feature {iv.layer}/{iv.feature} at position {iv.position}"
         if transcoders.n_layers is not None and iv.layer >= transcoders.n_layers:
             raise field_error(
                 (*loc, "layer"), f"{where}: layer out of range (0..{transcoders.n_layers - 1})", iv.layer

@@ -81,6 +81,8 @@ class Graph:
     feature_labels: dict[str, str] = field(default_factory=dict)
     # what an imported graph JSON held that the fields above do not model (engine/interop/carried.py)
     carried: dict[str, Any] = field(default_factory=dict)
+    # QK attributions written onto nodes at export (attrgraph.format.qk entries; `--qk`)
+    attention: list[dict[str, Any]] = field(default_factory=list)
 
     # -- index arithmetic -------------------------------------------------------------------
 

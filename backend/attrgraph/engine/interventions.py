@@ -24,13 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from attrgraph.engine.attention.ablation import HeadAblation, ablated_heads
 from attrgraph.engine.attribution import TraceableModel, tokenize
 from attrgraph.engine.linearize import FrozenState, linearized
 from attrgraph.engine.replacement import ForwardCache, ReplacementModel
@@ -75,6 +76,7 @@ class InterventionOptions:
     top_k: int = 10
     n_generate: int = 8
     max_interventions: int = 1024
+    ablate_heads: tuple[HeadAblation, ...] = ()  # attention heads zeroed (engine/attention/ablation.py)
 
 
 @dataclass
@@ -143,7 +145,7 @@ def intervene(
     ids = tokenize(lm.tokenizer, prompt)
     validate(interventions, transcoders, len(ids), options)
     rm, cache, token_ids = _cached_pass(lm, transcoders, ids, options.freeze_attention or options.direct_only)
-    before = _predict(lm, rm, cache, token_ids, [], options)
+    before = _predict(lm, rm, cache, token_ids, [], replace(options, ablate_heads=()))
     after = _predict(lm, rm, cache, token_ids, interventions, options)
     p_before = torch.softmax(before.logits.double(), -1)
     p_after = torch.softmax(after.logits.double(), -1)
@@ -286,6 +288,8 @@ def _logits(
             )
             stack.enter_context(linearized(rm.adapter, replay))
         stack.enter_context(rm.hooks(lambda x: x, on_tc_input, on_write, {}))
+        if options.ablate_heads:
+            stack.enter_context(ablated_heads(rm.adapter, options.ablate_heads))
         logits: Tensor = rm.model(input_ids=token_ids[None]).logits[0]
     return logits
 

@@ -1,17 +1,18 @@
 """Interventions as the service sees them: the request body, its replies and the result id.
 
 `POST /api/interventions` names a stored graph (its prompt, model and transcoders) and a list of
-feature interventions. The result is computed by a worker (the engine's `intervene`) and stored under
-a content address over everything that determines it: the graph id (which already covers model,
-transcoders, tokens and engine version), the interventions in order, the options and the engine
-version of the worker's model, so repeating a request, or opening a share link, is a cache hit.
+feature interventions and attention head ablations. The result is computed by a worker (the
+engine's `intervene`) and stored under a content address over everything that determines it: the
+graph id (which already covers model, transcoders, tokens and engine version), the interventions in
+order, the options and the engine version of the worker's model, so repeating a request, or
+opening a share link, is a cache hit.
 The job a worker runs for it is records.InterventionPayload.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
@@ -39,6 +40,17 @@ class InterventionItem(_Strict):
     value: StrictFloat | StrictInt = Field(default=0.0, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)
 
 
+class HeadAblationItem(_Strict):
+    """One attention head's output zeroed at every position; the rest of the model recomputes."""
+
+    mode: Literal["ablate_head"]
+    layer: StrictInt = Field(ge=0)
+    head: StrictInt = Field(ge=0, description="The head's index in its layer.")
+
+
+Intervention = Annotated[InterventionItem | HeadAblationItem, Field(discriminator="mode")]
+
+
 class InterventionSettings(_Strict):
     freeze_attention: StrictBool = Field(
         default=False, description="Keep attention patterns and norm scales at their original values."
@@ -55,7 +67,7 @@ class InterventionSettings(_Strict):
 
 class InterventionRequest(_Strict):
     graph_id: GraphId
-    interventions: list[InterventionItem] = Field(min_length=1)
+    interventions: list[Intervention] = Field(min_length=1)
     options: InterventionSettings = Field(default_factory=InterventionSettings)
 
 
@@ -81,12 +93,15 @@ def intervention_id(engine_version: str, request: InterventionRequest) -> str:
         "kind": "intervention",
         "engine": engine_version,
         "graph": request.graph_id,
-        "interventions": [
-            # an ablation's value means nothing: leave it out of the address
-            [iv.layer, iv.position, iv.feature, iv.mode, 0.0 if iv.mode == "ablate" else float(iv.value)]
-            for iv in request.interventions
-        ],
+        "interventions": [_address(iv) for iv in request.interventions],
         "options": request.options.model_dump(),
     }
     canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def _address(iv: InterventionItem | HeadAblationItem) -> list[Any]:
+    if isinstance(iv, HeadAblationItem):
+        return [iv.layer, iv.head, iv.mode]
+    # an ablation's value means nothing: leave it out of the address
+    return [iv.layer, iv.position, iv.feature, iv.mode, 0.0 if iv.mode == "ablate" else float(iv.value)]

@@ -36,6 +36,7 @@ server, and `redis-cli --scan --pattern 'attrgraph:*'` shows everything that is 
     events:graph:{graph}   channel    pub/sub: note changes on a graph
     events:labels:{set}    channel    pub/sub: label changes in a transcoder set
     intervention:{id}      string     an intervention's result JSON (content-addressed, expires)
+    attention:{id}         string     an attention explanation's JSON (content-addressed, expires)
 
 Graphs themselves have no TTL: unpinned ones are bounded by bytes (store.py evicts least recently
 used), pinned ones are kept until their last reference goes.
@@ -58,6 +59,7 @@ WORKER_CALL_REPLY_TTL_S = 60
 FEATURE_TTL_S = 24 * 3600
 RATE_WINDOW_S = 60
 INTERVENTION_TTL_S = 7 * 24 * 3600  # results are cheap to recompute; share links re-run them
+ATTENTION_TTL_S = 7 * 24 * 3600  # as interventions: recomputed on demand after that
 RECENT_MAX = 1000  # graphs listed by "recent"; older ones stay fetchable by id
 
 
@@ -185,3 +187,6 @@ class Keys:
 
     def intervention(self, intervention_id: str) -> str:
         return f"{self.prefix}intervention:{intervention_id}"
+
+    def attention(self, attention_id: str) -> str:
+        return f"{self.prefix}attention:{attention_id}"

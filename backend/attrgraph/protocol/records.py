@@ -4,8 +4,9 @@ Each record is a pydantic model so both sides validate what they read: a half-wr
 value fails loudly at the boundary instead of deep inside a trace.
 
 A job is its bookkeeping (state, progress, timestamps) plus a payload whose `kind` says what to
-compute: a graph (TracePayload) or the effect of interventions on one (InterventionPayload). Either
-result is stored under a content address, the job's `result_id`.
+compute: a graph (TracePayload), the effect of interventions on one (InterventionPayload) or an
+explanation of its attention (AttentionPayload). Each result is stored under a content address, the
+job's `result_id`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, Field, ValidationError
 
-from attrgraph.protocol.interventions import InterventionItem, InterventionSettings
+from attrgraph.protocol.attention import EdgeRef, HeadRef
+from attrgraph.protocol.interventions import Intervention, InterventionSettings
 from attrgraph.protocol.keys import Keys
 from attrgraph.protocol.schemas import GraphSettings, JobKind, JobState, TargetRequest
 
@@ -43,11 +45,21 @@ class InterventionPayload(_Payload):
 
     kind: Literal["intervene"] = "intervene"
     graph_id: str
-    interventions: list[InterventionItem]
+    interventions: list[Intervention]
     options: InterventionSettings
 
 
-JobPayload = Annotated[TracePayload | InterventionPayload, Field(discriminator="kind")]
+class AttentionPayload(_Payload):
+    """Heads of an edge, or QK of a head hop, on a stored graph (`prompt` is that graph's)."""
+
+    kind: Literal["attention"] = "attention"
+    graph_id: str
+    edge: EdgeRef | None = None
+    head: HeadRef | None = None
+    top: int = 10
+
+
+JobPayload = Annotated[TracePayload | InterventionPayload | AttentionPayload, Field(discriminator="kind")]
 
 
 class RecordError(ValueError):
@@ -82,17 +94,22 @@ class JobRecord(BaseModel):
     @property
     def graph_id(self) -> str:
         """The graph the job computes (trace) or intervenes on (intervene)."""
-        return self.payload.graph_id if isinstance(self.payload, InterventionPayload) else self.result_id
+        if isinstance(self.payload, InterventionPayload | AttentionPayload):
+            return self.payload.graph_id
+        return self.result_id
 
     def result_key(self, keys: Keys) -> str:
         """Where the finished result lives: its existence means there is nothing left to compute."""
         if self.kind == "intervene":
             return keys.intervention(self.result_id)
+        if self.kind == "attention":
+            return keys.attention(self.result_id)
         return keys.graph(self.result_id)
 
     def result_ref(self) -> dict[str, str]:
         """The result's id as events and replies name it (`graph_id` or `intervention_id`)."""
-        return {"intervention_id" if self.kind == "intervene" else "graph_id": self.result_id}
+        name = {"intervene": "intervention_id", "attention": "attention_id"}.get(self.kind, "graph_id")
+        return {name: self.result_id}
 
     def to_hash(self) -> dict[str, str]:
         out: dict[str, str] = {}

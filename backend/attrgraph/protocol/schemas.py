@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -83,6 +84,10 @@ class GraphSettings(_Strict):
     )
     edge_threshold: StrictFloat = Field(
         default=0.98, ge=0.0, le=1.0, description="Pruning: cumulative edge influence kept."
+    )
+    qk: StrictBool = Field(
+        default=False,
+        description="Also explain the top heads' attention (QK attributions on nodes, `qk_tracing_results`).",
     )
 
 
@@ -156,7 +161,7 @@ class JobAccepted(BaseModel):
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 # What a job computes: a graph (trace) or the effect of feature interventions on one (intervene).
-JobKind = Literal["trace", "intervene"]
+JobKind = Literal["trace", "intervene", "attention"]
 
 
 class JobStatus(BaseModel):

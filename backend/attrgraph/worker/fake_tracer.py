@@ -19,7 +19,7 @@ import zlib
 from typing import Any
 
 from attrgraph.format.synthetic import synthetic_graph
-from attrgraph.protocol.records import InterventionPayload, TracePayload
+from attrgraph.protocol.records import AttentionPayload, InterventionPayload, TracePayload
 from attrgraph.protocol.schemas import ModelInfo, Prediction, Token, TranscoderInfo
 from attrgraph.settings import Settings
 from attrgraph.worker.tracer import Progress, UserError
@@ -40,6 +40,7 @@ class FakeTracer:
         self.log = os.environ.get("ATTRGRAPH_FAKE_LOG")
         self.traces = 0
         self.interventions = 0
+        self.attentions = 0
 
     def load(self) -> list[ModelInfo]:
         transcoders = TranscoderInfo(
@@ -101,9 +102,13 @@ class FakeTracer:
         for step in range(self.steps):
             progress("intervene", step, self.steps)
             time.sleep(self.step_s)
-        if any(iv.value == 13 for iv in job.interventions):
+        values = [float(getattr(iv, "value", 0.0)) for iv in job.interventions]
+        if 13 in values:
             raise UserError("the fake backend refuses the value 13")
-        shift = sum(0.05 if iv.mode == "ablate" else 0.01 * float(iv.value) for iv in job.interventions)
+        shift = sum(
+            0.05 if iv.mode in ("ablate", "ablate_head") else 0.01 * value
+            for iv, value in zip(job.interventions, values, strict=True)
+        )
         p_before = 0.5
         p_after = min(max(p_before - shift, 0.0), 1.0)
 
@@ -119,6 +124,39 @@ class FakeTracer:
             "after": pred(p_after),
             "kl_divergence": abs(p_before - p_after),
             "probability_changes": [{"token_id": 1, "token": "x", "before": p_before, "after": p_after}],
+        }
+
+    def attention(self, job: AttentionPayload, graph: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        """One made-up head per edge (all of its weight) or one pair per head hop; a node the graph
+        lacks raises a UserError, as the engine's refusal would."""
+        self.attentions += 1
+        progress("attention", 0, 1)
+        ids = {n["node_id"] for n in graph["nodes"]}
+        if job.edge is not None:
+            if not {job.edge.source, job.edge.target} <= ids:
+                raise UserError("the graph has no such node")
+            loading = {"layer": 0, "head": 0, "key_pos": 0, "loading": 1.0, "pattern": 0.5, "share": 1.0}
+            return {
+                "source": job.edge.source,
+                "target": job.edge.target,
+                "weight": 1.0,
+                "head_loadings": [loading],
+            }
+        head = job.head
+        assert head is not None
+        pair = [sorted(ids)[0], sorted(ids)[-1], 1.0]
+        return {
+            "layer": head.layer,
+            "head": head.head,
+            "query_pos": head.query_pos,
+            "key_pos": head.key_pos,
+            "score": 1.5,
+            "bias": 0.5,
+            "qk_tracing_results": {
+                "pair_wise_contributors": [pair],
+                "top_q_marginal_contributors": [pair[::2]],
+                "top_k_marginal_contributors": [pair[1:]],
+            },
         }
 
     def feature(self, transcoders: str, layer: int, index: int) -> dict[str, Any] | None:

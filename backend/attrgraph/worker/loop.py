@@ -30,6 +30,7 @@ from attrgraph.protocol.schemas import JobKind, ModelInfo
 from attrgraph.protocol.store import GraphWriter
 from attrgraph.protocol.worker_calls import WorkerCallServer
 from attrgraph.settings import Settings
+from attrgraph.worker.attention import run_attention
 from attrgraph.worker.calls import WorkerCallHandler
 from attrgraph.worker.context import JobContext, WorkerStopping, progress_reporter
 from attrgraph.worker.interventions import run_intervention
@@ -45,6 +46,7 @@ POLL_S = 1.0  # longest blocking wait on Redis: how quickly a stop request is no
 JOB_HANDLERS: dict[JobKind, Callable[[JobContext, Any], JobEvent]] = {
     "trace": run_trace,
     "intervene": run_intervention,
+    "attention": run_attention,
 }
 
 

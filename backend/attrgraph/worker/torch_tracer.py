@@ -27,6 +27,9 @@ from attrgraph.engine import (
     load_transcoders,
     trace,
 )
+from attrgraph.engine.attention import AttentionTracer
+from attrgraph.engine.attention.ablation import HeadAblation
+from attrgraph.engine.attention.requests import AttentionRequestError, edge_heads, head_qk
 from attrgraph.engine.attribution import context_length
 from attrgraph.engine.attribution import tokenize as engine_tokenize
 from attrgraph.engine.chat import ChatError, has_chat_template, render_chat
@@ -35,11 +38,14 @@ from attrgraph.engine.interventions import FeatureIntervention, InterventionOpti
 from attrgraph.engine.models import LoadedModel
 from attrgraph.engine.pruning import PruneResult
 from attrgraph.engine.transcoders.base import TranscoderSet
+from attrgraph.format import qk
 from attrgraph.format.feature_files import FeatureLookup, feature_lookup
-from attrgraph.protocol.records import InterventionPayload, TracePayload
+from attrgraph.format.node_ids import parse_feature_id
+from attrgraph.protocol.interventions import HeadAblationItem
+from attrgraph.protocol.records import AttentionPayload, InterventionPayload, TracePayload
 from attrgraph.protocol.schemas import ModelInfo, Prediction, Token, TranscoderInfo
 from attrgraph.settings import ModelSpec, Settings
-from attrgraph.tracing import TraceRequestError, intervene_request, trace_pruned
+from attrgraph.tracing import TraceRequestError, intervene_request, qk_entries, trace_pruned
 from attrgraph.worker.tracer import Progress, UserError
 
 log = logging.getLogger("attrgraph.worker")
@@ -66,6 +72,8 @@ class TorchTracer:
         # Worker-call threads share the tokenizer; HF fast tokenizers may raise "Already borrowed"
         # when two threads use one at once.
         self._tokenizer_lock = threading.Lock()
+        # The last graph explained (id, graph, tracer): clicks on one graph reuse its recorded pass.
+        self._attention: tuple[str, Graph, AttentionTracer] | None = None
 
     def load(self) -> list[ModelInfo]:
         device = self.settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -204,6 +212,10 @@ class TorchTracer:
             raise UserError(str(exc)) from exc
         graph.prompt = job.prompt
         graph.feature_labels.update(self._dashboard_labels(job.transcoders, graph, pruned))
+        if s.qk:
+            graph.attention = qk_entries(lm, tc, graph, pruned, progress=progress)
+            named = set().union(*(qk.contributors(e) for e in graph.attention))
+            graph.feature_labels.update(self._labels(job.transcoders, named))
         # dumps writes float32 values in their shortest form; parsing that back keeps them short.
         document: dict[str, Any] = orjson.loads(interop.dumps(graph, prune_result=pruned, scan=job.model))
         return document
@@ -214,9 +226,14 @@ class TorchTracer:
         ivs = [
             FeatureIntervention(i.layer, i.position, i.feature, Mode(i.mode), float(i.value))
             for i in job.interventions
+            if not isinstance(i, HeadAblationItem)
         ]
+        heads = tuple(
+            HeadAblation(i.layer, i.head) for i in job.interventions if isinstance(i, HeadAblationItem)
+        )
         o = job.options
         options = InterventionOptions(
+            ablate_heads=heads,
             freeze_attention=o.freeze_attention,
             direct_only=o.direct_only,
             apply_to_generated=o.apply_to_generated,
@@ -233,6 +250,56 @@ class TorchTracer:
         for change in document["probability_changes"]:
             change["token"] = str(lm.tokenizer.decode([change["token_id"]]))
         return document
+
+    def attention(self, job: AttentionPayload, graph: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        lm, tc = self._model(job.model), self._transcoders_of(job.transcoders)
+        cached = self._attention
+        if cached is None or cached[0] != job.graph_id:
+            self._attention = None  # free the previous recorded pass before making the next
+            imported = interop.from_json(graph)
+            tracer = AttentionTracer.for_graph(
+                lm.model, tc, imported, bos_token_id=lm.tokenizer.bos_token_id, progress=progress
+            )
+            cached = self._attention = (job.graph_id, imported, tracer)
+        _, imported, tracer = cached
+        try:
+            if job.edge is not None:
+                progress("head_loadings", 0, 1)
+                result = edge_heads(tracer, imported, job.edge.source, job.edge.target)
+                named = {result["source"], result["target"]}
+            else:
+                head = job.head
+                assert head is not None  # the request validator guarantees one of edge / head
+                progress("qk", 0, 1)
+                result = head_qk(tracer, head.layer, head.head, head.query_pos, head.key_pos, job.top)
+                named = qk.contributors(result["qk_tracing_results"])
+        except AttentionRequestError as exc:
+            raise UserError(str(exc)) from exc
+        labels = dict(imported.feature_labels)
+        labels.update(self._labels(job.transcoders, named))
+        result["labels"] = {
+            node_id: labels[key]
+            for node_id in named
+            if (key := _feature_key(node_id)) is not None and key in labels
+        }
+        return result
+
+    def _labels(self, transcoders: str, node_ids: set[str]) -> dict[str, str]:
+        """Feature key -> dashboard label for the features among `node_ids`."""
+        labels: dict[str, str] = {}
+        n_layers = self._transcoders_of(transcoders).n_layers
+        for node_id in node_ids:
+            key = _feature_key(node_id)
+            if key is None:
+                continue
+            layer, index = (int(v) for v in key.split("_"))
+            if layer >= n_layers:  # a logit id has the same shape
+                continue
+            dashboard = self.feature(transcoders, layer, index)
+            label = dashboard.get("label") if dashboard else None
+            if isinstance(label, str) and label:
+                labels[key] = label
+        return labels
 
     def _dashboard_labels(self, transcoders: str, graph: Graph, pruned: PruneResult) -> dict[str, str]:
         """Automatic labels of the features the pruned graph keeps, so the page reads "say Austin"
@@ -254,3 +321,8 @@ class TorchTracer:
             return lookup(layer, index)
         except KeyError:
             return None
+
+
+def _feature_key(node_id: str) -> str | None:
+    parsed = parse_feature_id(node_id)
+    return None if parsed is None else f"{parsed[0]}_{parsed[1]}"

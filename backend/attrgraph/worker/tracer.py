@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from attrgraph.protocol.records import InterventionPayload, TracePayload
+from attrgraph.protocol.records import AttentionPayload, InterventionPayload, TracePayload
 from attrgraph.protocol.schemas import ModelInfo, Prediction, Token
 from attrgraph.settings import Settings
 
@@ -55,6 +55,12 @@ class Tracer(Protocol):
     def intervene(self, job: InterventionPayload, progress: Progress) -> dict[str, Any]:
         """The engine's InterventionResult.to_dict() for job.prompt (the graph's). Runs the model:
         the worker holds the model lock."""
+        ...
+
+    def attention(self, job: AttentionPayload, graph: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        """Heads of an edge (job.edge) or QK of a head hop (job.head) on the stored graph JSON
+        `graph`, as engine.attention.requests returns them plus `labels` (node id -> label) for the
+        nodes they name. Runs the model: the worker holds the model lock."""
         ...
 
     def feature(self, transcoders: str, layer: int, index: int) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from attrgraph.engine.interop.carried import node_fields, write_back
 from attrgraph.engine.interop.extras import attrgraph_extras
 from attrgraph.engine.interop.options import ExportOptions
 from attrgraph.engine.pruning import PruneResult, cumulative_influence, node_influence
+from attrgraph.format import qk
 from attrgraph.format.clerps import QPARAMS_DEFAULTS, label_for
 from attrgraph.format.node_ids import (
     EMBEDDING_TYPE,
@@ -209,6 +210,8 @@ def build_document(graph: Graph, options: ExportOptions, *, numpy_floats: bool) 
     if clerps:
         q_params["clerps"] = [[str(x) for x in pair] for pair in clerps]
     document = {"metadata": metadata, "qParams": q_params, "nodes": nodes, "links": links}
+    if graph.attention:
+        qk.attach(document, graph.attention, graph.feature_labels)
     write_back(document, graph, used, carried)
     return document
 

@@ -16,6 +16,7 @@ from attrgraph.engine.interop.extras import apply_node_values
 from attrgraph.engine.interop.links import parse_links, resolve_colliding_sources
 from attrgraph.engine.interop.reading import fail, load_document, node_kind, read_int, read_number
 from attrgraph.engine.interop.tokens import logit_node_indices, prompt_tokens, read_logit_targets
+from attrgraph.format import qk
 from attrgraph.format.feature_keys import feature_key
 from attrgraph.format.node_ids import (
     THREE_NUMBERS,
@@ -158,7 +159,8 @@ def from_json(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) ->
         row_abs_totals=row_abs_totals.to(torch.float32),
         settings=dict(settings) if isinstance(settings, dict) else {},
         stats=dict(stats),
-        feature_labels=parsed.labels,
+        feature_labels={**qk.outside_labels(document), **parsed.labels},
+        attention=qk.read(document),
     )
     graph.carried = collect(document, graph, _graph_indices(nodes, index_of))
     return graph
