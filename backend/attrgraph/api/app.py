@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, client: aioredis.Redis | None =
         max_bytes=settings.max_request_bytes,
         per_path={"/api/imports": settings.max_import_bytes},
     )
+    app.add_middleware(pages.SecurityHeaders)  # outermost: a 413 gets the headers too
 
     @app.exception_handler(RedisError)
     async def redis_unavailable(request: Request, exc: RedisError) -> OrjsonResponse:

@@ -13,6 +13,7 @@ inside the installed package (attrgraph/static), or static/ at the root of a sou
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import heapq
 import json
@@ -29,6 +30,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import attrgraph
 from attrgraph.api.deps import CatalogDep, StoreDep
@@ -205,3 +207,87 @@ async def graph_view(
         headers["Content-Encoding"] = "gzip"
         return Response(body, media_type="application/json", headers=headers)
     return Response(stored_graph.decompress(body), media_type="application/json", headers=headers)
+
+
+# --- security headers on every response ------------------------------------------------------------
+
+# The pages load only their own bundles (no inline scripts: base.html's page data is a JSON block,
+# which CSP does not treat as script), talk only to this origin, and are never framed. Inline styles
+# stay allowed: the explorer and d3 set style attributes on SVG elements.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = (
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+)
+# Swagger UI's pages start it with an inline script; those scripts (and only those) are allowed by
+# their hashes, computed from the page as served.
+INLINE_SCRIPT_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})
+_INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
+
+
+def csp_for(body: bytes | None = None) -> str:
+    """The policy; with `body`, its inline scripts are allowed by hash."""
+    if not body:
+        return CSP
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(m.group(1)).digest()).decode() + "'"
+        for m in _INLINE_SCRIPT.finditer(body)
+    )
+    return CSP.replace("script-src 'self'", f"script-src 'self' {hashes}".rstrip(), 1)
+
+
+class SecurityHeaders:
+    """CSP, X-Frame-Options, nosniff and Referrer-Policy on every HTTP response (pages, static files,
+    the API, errors), unless a route set its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] in INLINE_SCRIPT_PATHS:
+            await self._with_inline_scripts(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = _add_headers(list(message.get("headers", [])), CSP)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _with_inline_scripts(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A small HTML page: hold it back until its body is known, then send it with the hashes.
+        start: Message | None = None
+        body = bytearray()
+
+        async def buffer(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                assert start is not None
+                start["headers"] = _add_headers(list(start.get("headers", [])), csp_for(bytes(body)))
+                await send(start)
+                await send({"type": "http.response.body", "body": bytes(body)})
+                return
+            await send(message)
+
+        await self.app(scope, receive, buffer)
+
+
+def _add_headers(headers: list[tuple[bytes, bytes]], csp: str) -> list[tuple[bytes, bytes]]:
+    present = {name.lower() for name, _ in headers}
+    wanted = ((b"content-security-policy", csp.encode()), *SECURITY_HEADERS)
+    return headers + [(name, value) for name, value in wanted if name not in present]

@@ -33,7 +33,11 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, service: Service) -> Iterator[Any]:
-    context = browser.new_context(viewport=VIEWPORT, base_url=service.url, accept_downloads=True)
+    # bypass_csp: Playwright's wait_for_function evaluates its string predicates with eval, which
+    # the app's Content-Security-Policy forbids; test_csp.py loads the pages with the policy on.
+    context = browser.new_context(
+        viewport=VIEWPORT, base_url=service.url, accept_downloads=True, bypass_csp=True
+    )
     context.set_default_timeout(15_000)
     pg = context.new_page()
     console = Console(pg)
