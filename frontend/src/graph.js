@@ -16,6 +16,7 @@ import { createSubgraph } from "./panels/subgraph.js";
 import { createInterventions } from "./panels/interventions.js";
 import { createBreadcrumb, createToolbar } from "./panels/toolbar.js";
 import { createPanes } from "./lib/panes.js";
+import { fetchMissingLabels } from "./lib/autolabels.js";
 
 const timing = { start: performance.now() };
 
@@ -100,6 +101,9 @@ async function main() {
     hasDashboards: !!data.hasDashboards,
     collab,
   });
+  // Features without a label (an imported graph, say) take their dashboard's, right away.
+  if (data.hasDashboards) fetchMissingLabels({ graph, store, transcoders: summary.transcoders });
+  else document.body.dataset.autolabels = "done";
   const subgraph = createSubgraph(document.getElementById("subgraph"), {
     graph,
     store,

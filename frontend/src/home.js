@@ -6,7 +6,9 @@ import "./styles/home.css";
 
 import { clear, debounce, el, pageData } from "./lib/dom.js";
 import { deleteJSON, followJob, getJSON, postJSON } from "./lib/api.js";
-import { pct, plural, relativeTime, tokenText } from "./lib/format.js";
+import { pct, plural, tokenText } from "./lib/format.js";
+import { renderRecent } from "./lib/recent.js";
+import { initOpenGraph } from "./lib/opengraph.js";
 
 // Where each phase of a trace sits on the overall progress bar.
 const PHASES = {
@@ -220,6 +222,7 @@ function initHome() {
 
   loadModels();
   loadRecent();
+  initOpenGraph({ input: $("open-file"), status: $("open-status") });
 }
 
 // The "Chat" toggle: the prompt box becomes a list of messages (role + content), sent as the API's
@@ -274,17 +277,7 @@ async function loadRecent() {
   const list = $("recent-list");
   try {
     const { graphs } = await getJSON("/api/graphs?limit=20");
-    clear(list);
-    if (!graphs.length) list.replaceWith(el("p.muted#recent-list", "No graphs yet: trace a prompt above."));
-    for (const g of graphs) {
-      list.append(
-        el(
-          "li",
-          el("a.recent-link", { href: `/graph/${g.graph_id}` }, g.prompt),
-          el("span.muted.small", ` ${g.model} · ${plural(g.n_nodes, "node")} · ${plural(g.n_links, "link")} · ${relativeTime(g.created_at)}`),
-        ),
-      );
-    }
+    if (!renderRecent(list, graphs)) list.replaceWith(el("p.muted#recent-list", "No graphs yet: trace a prompt above, or open a graph file."));
   } catch (err) {
     clear(list);
     list.append(el("li.error", `Could not list graphs: ${err.message}`));

@@ -12,7 +12,8 @@ LABEL_QUADS_JS = """
 () => {
   const top = document.querySelector('#linkgraph svg.lg-top');
   // (text.measuring: the off-stage element the page measures label widths with)
-  const sel = ['col-label', 'logit-label', 'node-label', 'row-label'].map((c) => `text.${c}:not(.measuring)`).join(', ');
+  const sel = ['col-label', 'logit-label', 'node-label', 'row-label']
+    .map((c) => `text.${c}:not(.measuring)`).join(', ');
   const out = [];
   for (const t of top.querySelectorAll(sel)) {
     if (getComputedStyle(t).display === 'none' || !t.textContent.trim()) continue;
@@ -32,7 +33,10 @@ LABEL_QUADS_JS = """
 
 
 def _axes(quad: list[list[float]]) -> list[tuple[float, float]]:
-    return [(quad[1][0] - quad[0][0], quad[1][1] - quad[0][1]), (quad[3][0] - quad[0][0], quad[3][1] - quad[0][1])]
+    return [
+        (quad[1][0] - quad[0][0], quad[1][1] - quad[0][1]),
+        (quad[3][0] - quad[0][0], quad[3][1] - quad[0][1]),
+    ]
 
 
 def quads_overlap(a: list[list[float]], b: list[list[float]], tolerance: float = 0.5) -> bool:

@@ -205,6 +205,13 @@ class GraphSummary(BaseModel):
     bytes: int = 0
     created_at: float
     pinned: bool = False
+    target: list[str] = Field(
+        default_factory=list,
+        description="What the graph explains: the requested target tokens, else its target output.",
+    )
+    settings: dict[str, StrictInt | StrictFloat] = Field(
+        default_factory=dict, description="The trace and pruning settings it was made with (as known)."
+    )
 
 
 class GraphList(BaseModel):

@@ -7,6 +7,7 @@ Pure functions on dicts and bytes: no torch, so the tests and benchmarks use the
 from __future__ import annotations
 
 import gzip
+import re
 import time
 from collections import defaultdict
 from typing import Any
@@ -49,12 +50,54 @@ def node_index(graph: dict[str, Any]) -> dict[str, bytes]:
     return index
 
 
+_OUTPUT_CLERP = re.compile(r'^Output "(.*)" \(p=')
+# Settings read off an exported graph's metadata (docs/graph-format.md), where the request's are not known.
+_SETTING_KEYS = (
+    "max_feature_nodes",
+    "max_n_logits",
+    "desired_logit_prob",
+    "node_threshold",
+    "edge_threshold",
+)
+
+
+def graph_target(graph: dict[str, Any]) -> list[str]:
+    """The tokens of the graph's target output nodes (is_target_logit), from their labels."""
+    found = []
+    for node in graph.get("nodes", []):
+        if isinstance(node, dict) and node.get("is_target_logit"):
+            match = _OUTPUT_CLERP.match(str(node.get("clerp") or ""))
+            if match:
+                found.append(match.group(1))
+    return found
+
+
+def graph_settings(graph: dict[str, Any]) -> dict[str, int | float]:
+    """The trace and pruning settings an exported graph's metadata records."""
+    metadata = graph.get("metadata", {})
+    merged: dict[str, Any] = {}
+    for part in (metadata, metadata.get("generation_settings"), metadata.get("pruning_settings")):
+        if isinstance(part, dict):
+            merged.update({k: part[k] for k in _SETTING_KEYS if k in part})
+    return {k: v for k, v in merged.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
 def encode(
-    graph: dict[str, Any], *, graph_id: str, model: str, transcoders: str
+    graph: dict[str, Any],
+    *,
+    graph_id: str,
+    model: str,
+    transcoders: str,
+    target: list[str] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> tuple[GraphSummary, bytes, dict[str, bytes]]:
-    """(summary, gzip JSON, node index) for `store.GraphWriter.put`."""
+    """(summary, gzip JSON, node index) for `store.GraphWriter.put`. `target` and `settings` are
+    the request's, where known; otherwise the summary reads them off the graph."""
     raw = orjson.dumps(graph, option=orjson.OPT_SERIALIZE_NUMPY)
     metadata = graph.get("metadata", {})
+    known = {
+        k: v for k, v in (settings or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
     meta = GraphSummary(
         graph_id=graph_id,
         prompt=str(metadata.get("prompt", "")),
@@ -64,5 +107,7 @@ def encode(
         n_nodes=len(graph.get("nodes", [])),
         n_links=len(graph.get("links", [])),
         created_at=time.time(),
+        target=target or graph_target(graph),
+        settings=known or graph_settings(graph),
     )
     return meta, compress(raw), node_index(graph)

@@ -69,6 +69,13 @@ function detailOf(body, status) {
 export async function request(method, url, body) {
   const init = { method, headers: headersFor(body !== undefined) };
   if (body !== undefined) init.body = JSON.stringify(body);
+  return send(url, init);
+}
+
+/** POST a JSON document as it is (a file's text, not parsed and encoded again). */
+export const postFile = (url, text) => send(url, { method: "POST", headers: headersFor(true), body: text });
+
+async function send(url, init) {
   let response;
   try {
     response = await fetch(url, init);

@@ -187,6 +187,51 @@ export function labelOf(node, overrides) {
   return (overrides && overrides.get(node.id)) || node.label;
 }
 
+// Automatic labels that only list the tokens a feature fires on ("Dallas, Houston, Waco", or one
+// quoted token "'is'") are weak: shown apart from labels that say what the feature does.
+const PLACEHOLDER = /^L\d+ #-?\d+$/;
+const TOKEN_LIST = /^[^\s,()]+(, [^\s,()]+)+$/;
+const QUOTED_TOKEN = /^(['"])[^'"]{1,24}\1$/;
+
+export function isWeakLabel(text) {
+  return TOKEN_LIST.test(text) || QUOTED_TOKEN.test(text);
+}
+
+/**
+ * How the panels show a node's label: {text, weak, base, suffix}. A label that two different
+ * features share gets the layer (and the index, when they share the layer too) as a suffix; an
+ * automatic label (not the user's, not a shared one) that is a bare list of tokens is weak.
+ * Memoized per graph on the state's labels (clerps and labelEpoch).
+ */
+export function labelDisplay(graph, state) {
+  const memo = graph.labelDisplayMemo;
+  if (memo && memo.clerps === state.clerps && memo.epoch === state.labelEpoch) return memo.show;
+  const overrides = new Map(state.clerps);
+  const owners = new Map(); // label -> (feature key -> layer)
+  for (const node of graph.nodes) {
+    if (node.kind !== "feature" || node.featureIndex < 0) continue;
+    const text = labelOf(node, overrides);
+    if (!text || PLACEHOLDER.test(text)) continue;
+    let features = owners.get(text);
+    if (!features) owners.set(text, (features = new Map()));
+    features.set(`${node.featureLayer}_${node.featureIndex}`, node.featureLayer);
+  }
+  const show = (node) => {
+    const base = labelOf(node, overrides);
+    if (node.kind !== "feature") return { text: base, weak: false, base, suffix: "" };
+    const weak = !overrides.has(node.id) && !node.sharedLabel && isWeakLabel(base);
+    const features = owners.get(base);
+    let suffix = "";
+    if (features && features.size > 1) {
+      const sameLayer = [...features.values()].filter((l) => l === node.featureLayer).length > 1;
+      suffix = ` · L${node.featureLayer}${sameLayer ? ` #${node.featureIndex}` : ""}`;
+    }
+    return { text: base + suffix, weak, base, suffix };
+  };
+  graph.labelDisplayMemo = { clerps: state.clerps, epoch: state.labelEpoch, show };
+  return show;
+}
+
 /** "L3 · “ Dallas”" */
 export function placeOf(node) {
   const layer = node.kind === "embedding" ? "Emb" : node.kind === "logit" ? "Out" : `L${node.layer}`;

@@ -4,9 +4,9 @@
 
 import { clear, el } from "../lib/dom.js";
 import { getJSON } from "../lib/api.js";
-import { edgesOf, labelOf, placeOf, visibleMask } from "../lib/graphdata.js";
+import { edgesOf, labelDisplay, placeOf, visibleMask } from "../lib/graphdata.js";
 import { num, pct, quoted, signed } from "../lib/format.js";
-import { labelOverrides, togglePin, walkTo, labelsChanged } from "../lib/state.js";
+import { togglePin, walkTo, labelsChanged } from "../lib/state.js";
 
 const SHOWN = 40;
 
@@ -54,9 +54,10 @@ export function createConnections(root, { graph, store, graphId }) {
     return total || 1;
   }
 
-  function row(entry, share, visible, overrides) {
+  function row(entry, share, visible, show) {
     const node = graph.byId.get(entry.id);
-    const label = labelOf(node, overrides);
+    const shown = show(node);
+    const label = shown.base; // the place beside it says the layer
     const button = el(
       "button.conn-row",
       {
@@ -66,7 +67,7 @@ export function createConnections(root, { graph, store, graphId }) {
         onclick: () => walkTo(store, node.id),
       },
       el(`span.swatch.sw-${node.kind}`),
-      el("span.conn-label", label),
+      el(`span.conn-label${shown.weak ? ".weak" : ""}`, shown.weak ? { title: "automatic label: the tokens it fires on most" } : {}, label),
       el("span.conn-place", `${placeOf(node)} ${quoted(graph.tokens[node.ctx] ?? "")}`),
       el(`span.conn-weight.${entry.weight >= 0 ? "pos" : "neg"}`, signed(entry.weight)),
       el(
@@ -79,7 +80,7 @@ export function createConnections(root, { graph, store, graphId }) {
     return el("li", button);
   }
 
-  function list(kind, entries, shareOf, mask, overrides) {
+  function list(kind, entries, shareOf, mask, show) {
     const sorted = entries.slice().sort((a, b) => b.weight - a.weight);
     const showAll = expanded[kind] || sorted.length <= SHOWN;
     // Strongest by |weight| are always in the shortlist, in signed order.
@@ -90,7 +91,7 @@ export function createConnections(root, { graph, store, graphId }) {
     }
     const ol = el(`ol.conn-list.conn-${kind}`);
     for (const entry of shown) {
-      const item = row(entry, shareOf(entry), mask[graph.byId.get(entry.id).i], overrides);
+      const item = row(entry, shareOf(entry), mask[graph.byId.get(entry.id).i], show);
       rows.push({ id: entry.id, button: item.firstChild });
       ol.append(item);
     }
@@ -120,14 +121,15 @@ export function createConnections(root, { graph, store, graphId }) {
       body.append(el("p.empty", "Click a node, or an output token at the top of the graph, to see what drives it."));
       return;
     }
-    const overrides = labelOverrides(state);
+    const show = labelDisplay(graph, state);
+    const shownLabel = show(node);
     const pinned = state.pinnedIds.includes(node.id);
     head.append(
       el("h2.panel-title", "Connections"),
       el(
         "div.node-head",
         el(`span.swatch.sw-${node.kind}`),
-        el("span.node-label", { id: "clicked-label" }, labelOf(node, overrides)),
+        el(`span.node-label${shownLabel.weak ? ".weak" : ""}`, { id: "clicked-label" }, shownLabel.base),
         el("span.node-place", `${placeOf(node)} ${quoted(graph.tokens[node.ctx] ?? "")}`),
         node.kind === "logit" ? el("span.node-stat", `p = ${pct(node.prob, 1)}`) : null,
         node.kind === "feature" ? el("span.node-stat", `act ${num(node.activation)}`) : null,
@@ -142,8 +144,8 @@ export function createConnections(root, { graph, store, graphId }) {
     const mask = visibleMask(graph, state);
     const ownTotal = inputTotal(node.id);
     body.append(
-      list("inputs", inputs, (e) => e.weight / ownTotal, mask, overrides),
-      list("outputs", outputs, (e) => e.weight / inputTotal(e.id), mask, overrides),
+      list("inputs", inputs, (e) => e.weight / ownTotal, mask, show),
+      list("outputs", outputs, (e) => e.weight / inputTotal(e.id), mask, show),
     );
     if (partial) body.append(el("p.note", "Loading the full edge list…"));
     applyCursor(false);

@@ -8,7 +8,7 @@ import "../styles/interventions.css";
 
 import { clear, el } from "../lib/dom.js";
 import { followJob, getJSON, postJSON } from "../lib/api.js";
-import { buildGraph, labelOf } from "../lib/graphdata.js";
+import { buildGraph, labelDisplay, labelOf } from "../lib/graphdata.js";
 import { num, pct, quoted } from "../lib/format.js";
 import { labelOverrides } from "../lib/state.js";
 
@@ -287,14 +287,14 @@ export function createInterventions(root, { graph, store, graphId, panes }) {
 
   function list() {
     const { interventions } = store.get();
-    const overrides = labelOverrides(store.get());
+    const show = labelDisplay(graph, store.get());
     if (!interventions.length) return el("p.muted.iv-empty", "No interventions. Click a feature, choose a mode and value, then add it.");
     return el("ul.iv-list",
       interventions.map((entry, k) => {
         const node = nodeFor(graph, entry);
         const [layer, feature, pos, m, value] = entry;
         return el("li",
-          el("span.iv-what", node ? labelOf(node, overrides) : `L${layer} #${feature}`, el("small", ` @${pos}`)),
+          el("span.iv-what", node ? show(node).text : `L${layer} #${feature}`, el("small", ` @${pos}`)),
           el("span.iv-how", m === "ablate" ? "ablate" : `${MODES[m]} ${num(value, 2)}`),
           el("button.iv-remove", { title: "Remove", "aria-label": "Remove intervention", onclick: () => setEntries(interventions.filter((_, j) => j !== k)) }, "×"));
       }),

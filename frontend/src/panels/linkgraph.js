@@ -12,7 +12,7 @@
 
 import { select as d3select, zoom as d3zoom, zoomIdentity } from "d3";
 import { clear, el, svgEl, perFrame } from "../lib/dom.js";
-import { edgesOf, labelOf, placeOf, searchNodes, visibleMask } from "../lib/graphdata.js";
+import { edgesOf, labelDisplay, placeOf, searchNodes, visibleMask } from "../lib/graphdata.js";
 import { layoutGraph, MARGIN } from "../lib/layout.js";
 import { activationFill, EMBED_FILL, ERROR_FILL, LOGIT_FILL, NEG_RGB, POS_RGB, rgba } from "../lib/colors.js";
 import { num, pct, quoted, tokenText } from "../lib/format.js";
@@ -330,21 +330,22 @@ export function createLinkGraph(root, { graph, store, timing }) {
   }
 
   function placeNodeLabels(placed) {
-    const overrides = labelOverrides(store.get());
+    const show = labelDisplay(graph, store.get());
     const area = size.width * size.height;
     const budget = Math.max(6, Math.min(nodeLabels.length, Math.round(area / 22000)));
     const bottom = size.height - MARGIN.bottom + 4;
     let shown = 0;
     for (const item of nodeLabels) {
       const { node, text } = item;
-      const label = labelOf(node, overrides);
+      const label = show(node);
       const x = sx(node.i);
       const y = sy(node.i);
       let box = null;
       let short = "";
-      if (shown < budget && label && !/^L\d+ #\d+$/.test(label) && Number.isFinite(x) && Number.isFinite(y)) {
-        short = abbreviate(label, 18);
-        const w = textWidth("node-label", short);
+      if (shown < budget && label.base && !/^L\d+ #\d+$/.test(label.base) && Number.isFinite(x) && Number.isFinite(y)) {
+        // The layer that tells two features of one label apart is never cut off.
+        short = abbreviate(label.base, Math.max(6, 18 - label.suffix.length)) + label.suffix;
+        const w = textWidth(label.weak ? "node-label weak" : "node-label", short);
         const r = radiusOf(node) + 3;
         for (const [x0, anchor] of [[x + r, "start"], [x - r - w, "end"]]) {
           const b = [x0, y - 8, x0 + w, y + 4];
@@ -361,6 +362,7 @@ export function createLinkGraph(root, { graph, store, timing }) {
         continue;
       }
       if (item.shown !== short) text.textContent = item.shown = short;
+      text.classList.toggle("weak", label.weak);
       text.setAttribute("y", (y + 3.5).toFixed(1));
       text.style.display = "";
       placed.push(box);
@@ -667,11 +669,12 @@ export function createLinkGraph(root, { graph, store, timing }) {
   stage.addEventListener("pointerover", (event) => {
     const node = nodeFromEvent(event);
     if (!node) return;
-    const overrides = labelOverrides(store.get());
+    const label = labelDisplay(graph, store.get())(node);
     clear(tooltip);
     tooltip.dataset.kind = "node";
     tooltip.append(
-      el("div.tt-label", labelOf(node, overrides)),
+      el(`div.tt-label${label.weak ? ".weak" : ""}`, label.text),
+      label.weak ? el("div.tt-meta", "automatic label: the tokens it fires on most") : null,
       el("div.tt-meta", `${placeOf(node)} ${quoted(graph.tokens[node.ctx] ?? "")}`),
       node.kind === "feature"
         ? el("div.tt-meta", `activation ${num(node.activation)} · influence ${num(node.influence)}`)

@@ -5,7 +5,7 @@
 import ELK from "elkjs/lib/elk.bundled.js";
 
 import { clear, download, el, svgEl } from "../lib/dom.js";
-import { labelOf } from "../lib/graphdata.js";
+import { labelDisplay, labelOf } from "../lib/graphdata.js";
 import { pct, quoted, signed } from "../lib/format.js";
 import { subgraphScores } from "../lib/scores.js";
 import { NEG, POS, EMBED_FILL, ERROR_FILL, LOGIT_FILL, activationFill } from "../lib/colors.js";
@@ -35,7 +35,8 @@ export function subgraphItems(graph, state) {
   for (const id of state.pinnedIds) {
     const node = graph.byId.get(id);
     if (!node || grouped.has(id)) continue;
-    items.push({ key: id, supernode: false, label: labelOf(node, overrides), members: [node], layer: node.layer, ctx: node.ctx, node });
+    const weak = labelDisplay(graph, state)(node).weak; // a bare token list: drawn apart
+    items.push({ key: id, supernode: false, label: labelOf(node, overrides), weak, members: [node], layer: node.layer, ctx: node.ctx, node });
   }
   return items;
 }
@@ -376,10 +377,10 @@ export function createSubgraph(root, { graph, store, title }) {
           label.select();
         });
       } else {
-        label = el("label", { for: id }, item.label);
+        label = el(`label${item.weak ? ".weak" : ""}`, { for: id }, item.label);
       }
       const go = item.supernode
-        ? el("span.members.muted", item.members.map((m) => labelOf(m, labelOverrides(store.get()))).join(", "))
+        ? el("span.members.muted", item.members.map((m) => labelDisplay(graph, store.get())(m).text).join(", "))
         : el("button.link-button", { type: "button", onclick: () => select(store, item.key), title: "Show its connections" }, "show");
       ul.append(el(`li.${item.supernode ? "is-supernode" : "is-node"}`, { "data-key": item.key }, box, label, el("span.sub.muted", itemSub(item, graph)), go));
     }
@@ -475,7 +476,7 @@ export function createSubgraph(root, { graph, store, title }) {
         }),
       );
       if (style.stripe) g.append(svgEl("rect", { x: 1, y: 1, width: STRIPE, height: item.h - 2, rx: 2, fill: style.stripe }));
-      const label = svgEl("text", { x: item.left, y: 19, "font-size": 12, "font-family": FONT, "font-weight": 600, fill: style.text, class: "sg-label" });
+      const label = svgEl("text", { x: item.left, y: 19, "font-size": 12, "font-family": FONT, "font-weight": item.weak ? 400 : 600, fill: item.weak ? "#4b5563" : style.text, class: item.weak ? "sg-label weak" : "sg-label" });
       item.lines.forEach((line, k) => {
         const span = svgEl("tspan", { x: item.left, dy: k ? LINE_H : 0 });
         span.textContent = line;
@@ -484,7 +485,8 @@ export function createSubgraph(root, { graph, store, title }) {
       const sub = svgEl("text", { x: item.left, y: 19 + item.lines.length * LINE_H, "font-size": 11, "font-family": FONT, fill: style.sub, class: "sg-sub" });
       sub.textContent = item.sub;
       const title = svgEl("title");
-      title.textContent = item.supernode ? `${item.label}: ${item.members.map((m) => m.label).join(", ")}` : item.label;
+      const show = labelDisplay(graph, store.get());
+      title.textContent = item.supernode ? `${item.label}: ${item.members.map((m) => show(m).text).join(", ")}` : item.label;
       g.append(label, sub, title);
       g.addEventListener("click", (event) => {
         if (event.shiftKey || event.metaKey || event.ctrlKey || item.supernode) toggleCheck(item.key);

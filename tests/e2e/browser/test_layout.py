@@ -15,7 +15,24 @@ from tests.support.dallas import tokenize_text
 from tests.support.labels import label_problems, square_problems
 
 SIZES = [(1024, 768), (1440, 900), (1920, 1200)]
-WORDS = "the quick brown fox saw Dallas and Austin near Houston while Nora met Paul in Texas".split()
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "saw",
+    "Dallas",
+    "and",
+    "Austin",
+    "near",
+    "Houston",
+    "while",
+    "Nora",
+    "met",
+    "Paul",
+    "in",
+    "Texas",
+]
 
 
 def prompt_of(n_tokens: int) -> str:
@@ -70,7 +87,12 @@ def test_graph_gets_most_of_the_window_and_grows(sized: Any, graphs: dict[int, s
         # The toolbar is one line at every size.
         toolbar = page.locator("#toolbar").bounding_box()
         assert toolbar["height"] < 48, toolbar
-        overflow = page.evaluate("(() => { const t = document.getElementById('toolbar'); return [...t.children].filter((c) => c.offsetParent && c.getBoundingClientRect().right > t.getBoundingClientRect().right + 1).map((c) => c.textContent || c.className); })()")
+        overflow = page.evaluate(
+            "(() => { const t = document.getElementById('toolbar'); return [...t.children]"
+            ".filter((c) => c.offsetParent"
+            " && c.getBoundingClientRect().right > t.getBoundingClientRect().right + 1)"
+            ".map((c) => c.textContent || c.className); })()"
+        )
         assert not overflow, f"toolbar items past its edge at {width}x{height}: {overflow}"
         # The interventions column takes no room until it is opened.
         assert not page.locator("#interventions").is_visible()
@@ -90,7 +112,8 @@ def test_labels_never_clip_or_overlap(sized: Any, graphs: dict[int, str], n_toke
         assert not squares, f"{n_tokens} tokens at {width}x{height}:\n" + "\n".join(squares[:20])
         assert n_squares == n_tokens
         smallest = page.eval_on_selector_all(
-            "#linkgraph svg.lg-svg rect.n-embedding", "rs => Math.min(...rs.map((r) => r.getBoundingClientRect().width))"
+            "#linkgraph svg.lg-svg rect.n-embedding",
+            "rs => Math.min(...rs.map((r) => r.getBoundingClientRect().width))",
         )
         assert smallest >= 3, smallest
         # The labels are there: every output of the Dallas graph, a token label for every position
@@ -101,7 +124,9 @@ def test_labels_never_clip_or_overlap(sized: Any, graphs: dict[int, str], n_toke
         assert counts.get("col-label", 0) >= min(n_tokens, int(stage_w / 32)), counts
         assert counts.get("node-label", 0) >= 3, counts
         # Abbreviated tokens carry the whole token in their tooltip.
-        titles = page.eval_on_selector_all("#linkgraph text.col-label title", "ts => ts.map(t => t.textContent)")
+        titles = page.eval_on_selector_all(
+            "#linkgraph text.col-label title", "ts => ts.map(t => t.textContent)"
+        )
         assert len(titles) == n_tokens
         # The same after a zoom (labels are placed again where the nodes are now).
         page.mouse.move(width * 0.4, height * 0.5)
@@ -114,10 +139,13 @@ def test_labels_never_clip_or_overlap(sized: Any, graphs: dict[int, str], n_toke
         page.evaluate("window.__attrgraph.linkGraph.resetZoom()")
         page.wait_for_timeout(300)
         # Any token, labelled or not, shows in full under the pointer.
-        last = page.evaluate("(() => { const t = window.__attrgraph.graph.tokens; return t[t.length - 2]; })()")
+        last = page.evaluate(
+            "(() => { const t = window.__attrgraph.graph.tokens; return t[t.length - 2]; })()"
+        )
         box = page.locator("#linkgraph .lg-stage").bounding_box()
         column = page.evaluate(
-            "(() => { const g = window.__attrgraph.linkGraph; return g.columnCenter(window.__attrgraph.graph.tokens.length - 2); })()"
+            "(() => { const g = window.__attrgraph.linkGraph;"
+            " return g.columnCenter(window.__attrgraph.graph.tokens.length - 2); })()"
         )
         page.mouse.move(box["x"] + column, box["y"] + box["height"] - 20)
         expect(page.locator("#linkgraph .tooltip")).to_contain_text(last.strip())

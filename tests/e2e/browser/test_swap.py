@@ -26,18 +26,21 @@ def test_swap_lists_and_sends_exactly_its_changes(page: Any, service: Service) -
     requests: list[dict[str, Any]] = []
     page.on(
         "request",
-        lambda r: requests.append(json.loads(r.post_data or "{}"))
-        if r.url.endswith("/api/interventions") and r.method == "POST"
-        else None,
+        lambda r: (
+            requests.append(json.loads(r.post_data or "{}"))
+            if r.url.endswith("/api/interventions") and r.method == "POST"
+            else None
+        ),
     )
     page.goto(f"/graph/{graph_id}?pinnedIds={','.join(PINNED)}")
     page.wait_for_selector("#explorer[data-interactive='1']")
     page.click("#iv-toggle")
     panel = page.locator("#interventions")
     panel.locator(".iv-swap summary").click()
-    panel.locator(".iv-donor-search").fill("Houston")
+    # (Other tests' graphs mention Houston too: search for this one.)
+    panel.locator(".iv-donor-search").fill("containing Houston")
     panel.locator(".iv-donor-search").press("Enter")
-    panel.locator(".iv-donor", has_text="Houston").click()
+    panel.locator(".iv-donor", has_text="containing Houston").click()
 
     # Turned down: the two pinned features, with labels and layers.
     down = panel.locator(".iv-down li")
@@ -53,10 +56,16 @@ def test_swap_lists_and_sends_exactly_its_changes(page: Any, service: Service) -
         donor_id,
     )
     last = max(n["pos"] for n in donor)
-    expected_up = {f"{n['layer']}/{n['id'].split('_')[1]}/{n['pos']}" for n in donor if n["pos"] == last and n["layer"] in (3, 4)}
+    expected_up = {
+        f"{n['layer']}/{n['id'].split('_')[1]}/{n['pos']}"
+        for n in donor
+        if n["pos"] == last and n["layer"] in (3, 4)
+    }
     offered = panel.locator(".iv-up li")
     assert offered.count() == sum(1 for n in donor if n["pos"] == last)  # every feature there is offered
-    chosen = set(panel.locator(".iv-up li[data-chosen='1']").evaluate_all("ls => ls.map((l) => l.dataset.key)"))
+    chosen = set(
+        panel.locator(".iv-up li[data-chosen='1']").evaluate_all("ls => ls.map((l) => l.dataset.key)")
+    )
     assert chosen == expected_up, (chosen, expected_up)
     # The donor has both pinned features at the same place: they are offered and chosen.
     assert {"3/88/10", "4/12/10"} <= chosen
@@ -72,7 +81,11 @@ def test_swap_lists_and_sends_exactly_its_changes(page: Any, service: Service) -
     panel.locator(".iv-up li[data-key='4/12/10'] input").uncheck()
     chosen.discard("4/12/10")
     expect(panel.locator(".iv-down li[data-replaced='1']")).to_have_count(1)
-    listed_down = set(panel.locator(".iv-down li:not([data-replaced='1'])").evaluate_all("ls => ls.map((l) => l.dataset.key)"))
+    listed_down = set(
+        panel.locator(".iv-down li:not([data-replaced='1'])").evaluate_all(
+            "ls => ls.map((l) => l.dataset.key)"
+        )
+    )
     assert listed_down == {"4/12/10"}
     shoot(page, "swap-plan")
 
@@ -95,5 +108,8 @@ def test_swap_lists_and_sends_exactly_its_changes(page: Any, service: Service) -
     expect(results).to_be_in_viewport()
     shown = results.bounding_box()
     frame = panel.bounding_box()
-    assert frame["y"] - 1 <= shown["y"] and shown["y"] + min(shown["height"], 120) <= frame["y"] + frame["height"] + 1, (shown, frame)
+    assert (
+        frame["y"] - 1 <= shown["y"]
+        and shown["y"] + min(shown["height"], 120) <= frame["y"] + frame["height"] + 1
+    ), (shown, frame)
     shoot(page, "swap-result")
