@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     max_live_streams: int = Field(default=2000, ge=1)  # open /live streams per API process, then 503
     max_queue: int = Field(default=100, ge=1)  # jobs waiting or running per model before 503
     rate_limit_per_minute: int = Field(default=30, ge=1)  # new graph computations per client
+    # /api/tokenize calls per client (the home page previews as one types, debounced: ~3 a second).
+    tokenize_rate_per_minute: int = Field(default=600, ge=1)
     trust_forwarded_for: bool = False  # behind a reverse proxy: rate-limit by X-Forwarded-For
     max_feature_nodes: int = Field(default=8192, ge=1)  # the most a request may ask for
     graph_cache_bytes: int = Field(default=2 * 1024**3, ge=1024)  # bound on unsaved graphs in Redis

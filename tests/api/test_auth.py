@@ -69,3 +69,36 @@ def test_write_rate_limit(server_with: tuple[str, Settings]) -> None:
     with http(url) as client:
         codes = [client.put(label_url(), json={"value": f"v{n}", "version": n}).status_code for n in range(5)]
         assert codes[:3] == [200, 200, 200] and codes[3] == 429
+
+
+@pytest.mark.parametrize("server_with", [{}], indirect=True)
+def test_writes_from_a_foreign_origin_are_refused(server_with: tuple[str, Settings]) -> None:
+    """Without tokens a browser sends writes on its own: every write (not only imports) checks that
+    the Origin is this server and the Host one it answers to (no CSRF, no DNS rebinding)."""
+    url, _ = server_with
+    body = {"value": "x", "version": 0}
+    with http(url) as client:
+        foreign = client.put(label_url(), json=body, headers={"Origin": "https://evil.example"})
+        assert foreign.status_code == 403 and "cross-origin" in foreign.json()["detail"]
+        rebound = client.put(label_url(), json=body, headers={"Host": "evil.example"})
+        assert rebound.status_code == 403 and "host" in rebound.json()["detail"]
+        cancel = client.delete("/api/jobs/" + "0" * 32, headers={"Origin": "http://evil.example"})
+        assert cancel.status_code == 403
+        assert client.get(label_url()).json()["version"] == 0  # nothing was written
+        same = client.put(label_url(), json=body, headers={"Origin": url})
+        assert same.status_code == 200, same.text
+        assert (
+            client.put(label_url(), json={"value": "y", "version": 1}).status_code == 200
+        )  # no Origin: curl
+
+
+@pytest.mark.parametrize("server_with", [{"tokens": "alice:tok1"}], indirect=True)
+def test_token_writes_need_no_origin_check(server_with: tuple[str, Settings]) -> None:
+    url, _ = server_with
+    with http(url) as client:
+        reply = client.put(
+            label_url(),
+            json={"value": "x", "version": 0},
+            headers={"Origin": "https://tool.example", "Authorization": "Bearer tok1"},
+        )
+        assert reply.status_code == 200

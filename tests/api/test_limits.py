@@ -110,3 +110,40 @@ def test_strict_types(api: str, worker: WorkerThread) -> None:
     for settings in ({"max_feature_nodes": True}, {"max_n_logits": "5"}, {"desired_logit_prob": True}):
         reply = httpx.post(f"{api}/api/graphs", json={"prompt": "x", "settings": settings})
         assert reply.status_code == 422, settings
+
+
+def test_tokenize_is_rate_limited(redis_url: str) -> None:
+    settings = make_settings(redis_url, tokenize_rate_per_minute=3)
+    with ApiServer(settings) as api, WorkerThread(settings), httpx.Client(base_url=api.url) as c:
+        codes = [c.post("/api/tokenize", json={"prompt": f"p{n}"}).status_code for n in range(5)]
+        assert codes == [200, 200, 200, 429, 429]
+        limited = c.post("/api/tokenize", json={"prompt": "x"})
+        assert "rate limit" in limited.json()["detail"] and 0 < int(limited.headers["Retry-After"]) <= 61
+    clear_prefix(redis_url, settings.key_prefix)
+
+
+def test_spoofed_forwarded_for_does_not_bypass_the_rate_limit(redis_url: str) -> None:
+    """uvicorn (as ApiServer runs it, with its default --proxy-headers) rewrites the client address
+    of a 127.0.0.1 connection from X-Forwarded-For; a server that does not trust forwarding must not
+    give each made-up address its own count."""
+    settings = make_settings(redis_url, rate_limit_per_minute=2)
+    assert not settings.trust_forwarded_for
+    with ApiServer(settings) as api, WorkerThread(settings), httpx.Client(base_url=api.url) as c:
+        codes = [
+            c.post(
+                "/api/graphs", json={"prompt": f"spoof {n}"}, headers={"X-Forwarded-For": f"10.0.0.{n}"}
+            ).status_code
+            for n in range(4)
+        ]
+        assert codes[:2] == [202, 202] and codes[2:] == [429, 429]
+    trusted = make_settings(redis_url, rate_limit_per_minute=2, trust_forwarded_for=True)
+    with ApiServer(trusted) as api, WorkerThread(trusted), httpx.Client(base_url=api.url) as c:
+        codes = [
+            c.post(
+                "/api/graphs", json={"prompt": f"proxied {n}"}, headers={"X-Forwarded-For": f"10.0.0.{n}"}
+            ).status_code
+            for n in range(4)
+        ]
+        assert codes == [202] * 4  # behind a trusted proxy each client is counted on its own
+    clear_prefix(redis_url, settings.key_prefix)
+    clear_prefix(redis_url, trusted.key_prefix)

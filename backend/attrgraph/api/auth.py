@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 from fastapi import Depends, HTTPException, Request
 
+from attrgraph.api.collab import check_origin
 from attrgraph.api.deps import ServicesDep
 from attrgraph.api.limits import count_against_limit
 from attrgraph.settings import Settings
@@ -92,6 +93,7 @@ async def require_writer(services: ServicesDep, request: Request) -> str:
     elif settings.read_only:
         raise HTTPException(status_code=403, detail="this server is read-only")
     else:
+        check_origin(settings, request)  # no credential: refuse what a foreign page made a browser send
         user = clean_name(request.headers.get(USER_HEADER) or request.cookies.get(USER_COOKIE))
     await count_against_limit(
         services.redis,

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from attrgraph.api.deps import ServicesDep
 from attrgraph.protocol.keys import RATE_WINDOW_S, Keys
 from attrgraph.settings import Settings
 
@@ -74,11 +75,21 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+# Where every client whose address is unknowable is counted (see client_id).
+UNTRUSTED_FORWARDED = "forwarded-untrusted"
+
+
 def client_id(request: Request, settings: Settings) -> str:
-    if settings.trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        if forwarded:
+    """Who a request counts against. X-Forwarded-For names the client only when forwarding is
+    trusted (behind our own proxy). Otherwise a request carrying it is counted in one shared bucket:
+    uvicorn run directly applies --proxy-headers (its default) to connections from 127.0.0.1 and has
+    then already replaced the peer address with the header's value, so neither can be believed, and
+    a client varying the header must not get a fresh count each time."""
+    forwarded = request.headers.get("x-forwarded-for", "")
+    if forwarded:
+        if settings.trust_forwarded_for:
             return forwarded.split(",")[0].strip()[:64]
+        return UNTRUSTED_FORWARDED
     return request.client.host if request.client else "unknown"
 
 
@@ -120,3 +131,18 @@ async def count_against_limit(
             detail=f"rate limit: at most {per_minute} {what} a minute per client",
             headers={"Retry-After": str(retry)},
         )
+
+
+async def limit_tokenize(services: ServicesDep, request: Request) -> None:
+    """A dependency: POST /api/tokenize counts against tokenize_rate_per_minute (each call is a
+    worker round trip, and with predictions a forward pass)."""
+    settings = services.settings
+    await count_against_limit(
+        services.redis,
+        services.keys,
+        settings,
+        request,
+        bucket="tokenize:",
+        per_minute=settings.tokenize_rate_per_minute,
+        what="tokenize requests",
+    )

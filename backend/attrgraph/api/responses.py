@@ -45,3 +45,6 @@ BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     413: {"model": ErrorResponse, "description": "The body is larger than the server accepts"},
 }
+RATE_ERRORS: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorResponse, "description": "Rate limit; see Retry-After"},
+}

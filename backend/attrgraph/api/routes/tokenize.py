@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from attrgraph.api import worker_calls
 from attrgraph.api.deps import CatalogDep, SettingsDep, WorkerCallsDep
-from attrgraph.api.responses import BODY_ERRORS, field_error
+from attrgraph.api.limits import limit_tokenize
+from attrgraph.api.responses import BODY_ERRORS, RATE_ERRORS, field_error
 from attrgraph.protocol.schemas import TokenizeRequest, TokenizeResponse, prompt_call, prompt_chars
 
 router = APIRouter(prefix="/api", tags=["tokenize"])
 
 
-@router.post("/tokenize", response_model=TokenizeResponse, responses=BODY_ERRORS)
+@router.post(
+    "/tokenize",
+    response_model=TokenizeResponse,
+    responses={**BODY_ERRORS, **RATE_ERRORS},
+    dependencies=[Depends(limit_tokenize)],
+)
 async def tokenize(
     body: TokenizeRequest, catalog: CatalogDep, calls: WorkerCallsDep, settings: SettingsDep
 ) -> TokenizeResponse:
