@@ -341,3 +341,31 @@ def _gpt2_score(model: Any, token_ids: list[int], layer: int, head: int, q_pos: 
     if config.scale_attn_by_inverse_layer_idx:
         scale /= layer + 1
     return float(q @ k) * scale
+
+
+def test_estimate_prints_memory_and_time_without_tracing(
+    capsys: pytest.CaptureFixture[str], restore_progress_bars: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import attrgraph.tracing
+
+    def no_trace(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("--estimate must not trace")
+
+    monkeypatch.setattr(attrgraph.tracing, "trace_request", no_trace)
+    code = main(["trace", "The capital of Texas is", "--quiet", "--estimate", "--max-feature-nodes", "64"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("estimated peak memory") and "GiB" in out and " s (dominated by " in out
+    assert "feature nodes, batch " in out
+    assert "  weights: " in out and "  edges: " in out
+
+
+def test_estimate_that_does_not_fit_names_the_setting(
+    capsys: pytest.CaptureFixture[str], restore_progress_bars: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import attrgraph.engine.estimate
+
+    monkeypatch.setattr(attrgraph.engine.estimate, "device_budget", lambda device: 2**20)
+    code = main(["trace", "The capital of Texas is", "--quiet", "--estimate"])
+    out = capsys.readouterr().out
+    assert code == 0 and "does not fit: " in out and "budget 0.00 GiB" in out

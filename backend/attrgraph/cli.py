@@ -80,7 +80,12 @@ def _add_trace(sub: Any) -> None:
     p.add_argument("--max-feature-nodes", type=_positive_int, default=None)
     p.add_argument("--max-n-logits", type=_positive_int, default=10)
     p.add_argument("--desired-logit-prob", type=float, default=0.95)
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="targets per backward pass (default: from free memory)",
+    )
     p.add_argument("--max-edges-per-target", type=_positive_int, default=4096)
     p.add_argument("--node-threshold", type=float, default=0.8)
     p.add_argument("--edge-threshold", type=float, default=0.98)
@@ -95,6 +100,11 @@ def _add_trace(sub: Any) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--offline", action="store_true", help="no downloads: hub files must be cached")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the predicted peak memory and time (and whether it fits) instead of tracing",
+    )
     p.set_defaults(handler=_run_trace)
 
 
@@ -141,6 +151,10 @@ def _run_trace(args: argparse.Namespace) -> int:
         lm, transcoders = load_pair(
             model_source, transcoder_source, device=args.device, dtype=args.dtype, progress=progress
         )
+        if args.estimate:
+            progress.close()
+            print(_estimate_of(lm, transcoders, prompt, args))
+            return 0
         result = trace_request(
             lm,
             transcoders,
@@ -176,6 +190,36 @@ def _run_trace(args: argparse.Namespace) -> int:
         args.output.write_bytes(result.json_bytes())
         print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def _estimate_of(lm: Any, transcoders: Any, prompt: str | list[Any], args: argparse.Namespace) -> str:
+    """`trace --estimate`: the engine's prediction for this prompt and these settings (the feature
+    density measured on the prompt's first 64 tokens), against the device's free memory."""
+    from attrgraph.engine.attribution import tokenize
+    from attrgraph.engine.estimate import device_budget, estimate, trace_shape
+    from attrgraph.tracing import build_settings, check_length, prompt_text
+
+    ids = tokenize(lm.tokenizer, prompt_text(lm, prompt))
+    check_length(lm, len(ids), args.max_tokens)
+    settings = build_settings(
+        {
+            "max_feature_nodes": args.max_feature_nodes,
+            "max_n_logits": args.max_n_logits,
+            "batch_size": args.batch_size,
+            "max_edges_per_target": args.max_edges_per_target,
+        }
+    )
+    found = estimate(
+        trace_shape(lm.model, transcoders, ids[:64]),
+        len(ids),
+        settings,
+        budget_bytes=device_budget(lm.device),
+    )
+    lines = [found.summary()]
+    lines += [f"  {name}: {size / 2**20:.0f} MiB" for name, size in found.memory_terms.items()]
+    if found.fits is False:
+        lines.append(f"does not fit: {found.advice()}")
+    return "\n".join(lines)
 
 
 def _prompt_of(args: argparse.Namespace) -> str | list[Any]:

@@ -77,7 +77,11 @@ class Settings(BaseSettings):
     # A job whose worker has not heartbeated for this long is taken over by another worker.
     reclaim_after_s: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)  # deliveries before a job that kills workers fails
-    batch_size: int = Field(default=64, ge=1)
+    # Targets per backward pass; None: chosen from free memory per trace (engine/batching.py).
+    batch_size: int | None = Field(default=None, ge=1)
+    # What a trace may use (bytes); None: the device's free memory. A request whose estimate
+    # (engine/estimate.py) is larger is refused before it is queued.
+    memory_limit_bytes: int | None = Field(default=None, ge=1)
     # Trace one short prompt per model at startup: a process's first trace pays seconds of one-time
     # costs (lazy imports, kernel selection) that should not land on the first user.
     warmup: bool = True

@@ -104,6 +104,7 @@ function initHome() {
       el("span.muted.small", `${plural(body.tokens.length, "token")}${over ? ` (this server traces at most ${body.max_prompt_tokens})` : ""}: `),
       ...body.tokens.map((t) => el("span.token-chip", { title: `id ${t.id}` }, tokenText(t.text).replace(/^ /, "·"))),
     );
+    if (body.estimate) tokensBox.append(estimateNote(body.estimate));
     if (body.predictions.length) {
       predictionsBox.append(el("span.muted.small", "Next token: "));
       const list = el("ol.prediction-list", { "aria-label": "Top next-token predictions" });
@@ -123,6 +124,14 @@ function initHome() {
       }
       predictionsBox.append(list);
     }
+  }
+
+  // The worker's prediction for tracing this prompt with the server's defaults (engine/estimate.py).
+  function estimateNote(e) {
+    const gib = (e.peak_bytes / 2 ** 30).toFixed(e.peak_bytes < 2 ** 30 ? 2 : 1);
+    const secs = e.seconds < 10 ? e.seconds.toFixed(1) : Math.round(e.seconds);
+    const text = `Estimate: ${gib} GiB, about ${secs} s` + (e.fits === false ? ` — does not fit this worker (${(e.budget_bytes / 2 ** 30).toFixed(1)} GiB): ${e.advice}` : "");
+    return el(e.fits === false ? "div.small.estimate.error" : "div.muted.small.estimate", { title: `largest memory term: ${e.dominant}; batch ${e.batch_size}` }, text);
   }
 
   function settingsFromForm() {

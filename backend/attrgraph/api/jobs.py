@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from pydantic import BaseModel
@@ -32,6 +33,7 @@ from attrgraph.protocol.schemas import (
     ChatMessage,
     GraphReady,
     GraphRequest,
+    GraphSettings,
     JobAccepted,
     ModelInfo,
     Token,
@@ -113,7 +115,9 @@ async def submit_graph(body: GraphRequest, request: Request, services: Services)
         return _graph_ready(text(known))
 
     await check_rate(redis, keys, settings, request)
-    traced, token_ids = await _token_ids(services, model, body.prompt)
+    traced, token_ids = await _token_ids(
+        services, model, body.prompt, {"transcoders": transcoders.name, **_estimated(trace_settings)}
+    )
     graph_id = ids.graph_id(model, transcoders, token_ids, body.target, trace_settings)
     await redis.set(keys.alias(request_key), graph_id, ex=ALIAS_TTL_S)
 
@@ -138,12 +142,19 @@ async def submit_graph(body: GraphRequest, request: Request, services: Services)
     )
 
 
+def _estimated(settings: GraphSettings) -> dict[str, Any]:
+    """The trace settings the worker's estimate reads."""
+    return settings.model_dump(include={"max_n_logits", "max_feature_nodes", "max_edges_per_target"})
+
+
 async def _token_ids(
-    services: Services, model: ModelInfo, prompt: str | list[ChatMessage]
+    services: Services, model: ModelInfo, prompt: str | list[ChatMessage], estimate: dict[str, Any]
 ) -> tuple[str, list[int]]:
-    """The text traced (a chat rendered by the worker) and its token ids, within the prompt limit."""
+    """The text traced (a chat rendered by the worker) and its token ids, within the prompt limit
+    and within what the worker's memory holds (its estimate for these settings: 422 naming the
+    setting to change, with the estimate, instead of a job that would run out of memory)."""
     settings = services.settings
-    args = {**prompt_call(prompt), "top_k": 0}
+    args = {**prompt_call(prompt), "top_k": 0, "estimate": estimate}
     result = await worker_calls.call_worker(
         services.worker_calls, model, "tokenize", args, settings.worker_call_timeout_s
     )
@@ -151,6 +162,13 @@ async def _token_ids(
     problem = model.too_long(len(token_ids), settings.max_prompt_tokens)
     if problem is not None:
         raise field_error(("body", "prompt"), problem)
+    found = result.get("estimate")
+    if isinstance(found, dict) and found.get("fits") is False:
+        message = (
+            f"this trace needs about {found['peak_bytes'] / 2**30:.2f} GiB, more than the "
+            f"{found['budget_bytes'] / 2**30:.2f} GiB a worker has for it: {found['advice']}"
+        )
+        raise field_error(("body", "settings", "max_feature_nodes"), message, found)
     return str(result["text"]), token_ids
 
 

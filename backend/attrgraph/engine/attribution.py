@@ -18,16 +18,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 import attrgraph
+from attrgraph.engine.batching import resolve_batch_size, run_with_retry
 from attrgraph.engine.graph import Graph
 from attrgraph.engine.replacement import ReplacementModel
-from attrgraph.engine.rows import ProgressCallback, RowBuilder
+from attrgraph.engine.rows import ProgressCallback, RowBuilder, RowSettings
 from attrgraph.engine.targets import TargetSpec, select_targets
 from attrgraph.engine.transcoders.base import TranscoderSet
 
@@ -54,7 +55,9 @@ class TraceSettings:
     max_n_logits: int = 10
     desired_logit_prob: float = 0.95
     max_feature_nodes: int | None = None  # None: every active feature becomes a node
-    batch_size: int = 64  # targets per backward pass
+    # Targets per backward pass; None: the largest that fits the device's free memory (the
+    # estimate's choice, engine/batching.py). An out-of-memory error halves it and retries.
+    batch_size: int | None = None
     max_edges_per_target: int | None = 4096  # None: keep every nonzero edge
     update_interval: int = 4  # batches between influence re-rankings
     exclude_bos_features: bool = True
@@ -67,7 +70,7 @@ class TraceSettings:
             raise ValueError("desired_logit_prob must be in (0, 1]")
         if self.max_feature_nodes is not None and self.max_feature_nodes < 0:
             raise ValueError("max_feature_nodes must be >= 0")
-        if self.batch_size < 1 or self.update_interval < 1:
+        if (self.batch_size is not None and self.batch_size < 1) or self.update_interval < 1:
             raise ValueError("batch_size and update_interval must be >= 1")
         if self.max_edges_per_target is not None and self.max_edges_per_target < 1:
             raise ValueError("max_edges_per_target must be >= 1")
@@ -134,8 +137,16 @@ def trace(
             max_n_logits=settings.max_n_logits,
             desired_logit_prob=settings.desired_logit_prob,
         )
-        builder = RowBuilder(replacement, cache, logit_targets, settings)
-        builder.run(report)
+
+        def rows(s: TraceSettings) -> tuple[RowBuilder, TraceSettings]:
+            builder = RowBuilder(replacement, cache, logit_targets, cast(RowSettings, s))
+            builder.run(report)
+            return builder, s
+
+        n_active = sum(int(a.features.numel()) for a in cache.activations)
+        density = n_active / max(1, (len(token_ids) - exclude) * replacement.n_layers)
+        settings = resolve_batch_size(settings, lm.model, transcoders, len(token_ids), density)
+        builder, settings = run_with_retry(settings, rows)
         timings["attribution_s"] = time.perf_counter() - started - timings["forward_s"]
     graph = builder.graph(
         prompt=prompt if isinstance(prompt, str) else str(lm.tokenizer.decode(token_ids)),

@@ -254,6 +254,9 @@ class ModelInfo(BaseModel):
     chat_template: bool = Field(
         default=False, description="True when prompts may be chats (instruct models)."
     )
+    memory_budget_bytes: int | None = Field(
+        default=None, description="What one trace may use on the worker's device, as it advertised."
+    )
 
     def prompt_limit(self, server_limit: int) -> int:
         """The longest prompt to accept: the server's limit, or the model's context when smaller."""
@@ -293,6 +296,18 @@ class Prediction(BaseModel):
     probability: float
 
 
+class TraceEstimate(BaseModel):
+    """A worker's prediction for tracing this prompt (engine/estimate.py)."""
+
+    peak_bytes: int = Field(description="Predicted peak memory of the trace.")
+    seconds: float = Field(description="Predicted time of the trace (rough: calibrated per device kind).")
+    fits: bool | None = Field(description="Whether it fits the worker's memory budget (None: unknown).")
+    budget_bytes: int | None = None
+    batch_size: int
+    dominant: str = Field(description="The memory term that dominates (edges, batch, forward, ...).")
+    advice: str | None = Field(default=None, description="When it does not fit: the setting to change.")
+
+
 class TokenizeResponse(BaseModel):
     model: str
     text: str = Field(
@@ -301,6 +316,9 @@ class TokenizeResponse(BaseModel):
     tokens: list[Token]
     predictions: list[Prediction]
     max_prompt_tokens: int = Field(description="The longest prompt this model traces here, in tokens.")
+    estimate: TraceEstimate | None = Field(
+        default=None, description="Predicted memory and time of tracing it with the server's defaults."
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -65,15 +65,33 @@ class WorkerCallHandler:
         max_tokens = args.get("max_tokens")
         if max_tokens is not None and len(tokens) > int(max_tokens):
             top_k = 0
+        estimate = self._estimate(model, args.get("estimate"), len(tokens))
         if top_k <= 0:
             result = {"text": text, "tokens": [t.model_dump() for t in tokens], "predictions": []}
-            answer(WorkerCallReply(result=result))
+            answer(WorkerCallReply(result={**result, **estimate}))
             return
         # Predictions wait for the model lock in the pool, so the calls behind this one are not held up.
-        self._pool.submit(self._predict, model, request, text, tokens, top_k, answer)
+        self._pool.submit(self._predict, model, request, text, tokens, top_k, estimate, answer)
+
+    def _estimate(self, model: str, asked: object, n_tokens: int) -> dict[str, object]:
+        """{"estimate": ...} when the caller asked for one (args["estimate"]: the transcoder set and
+        trace settings) and the tracer can estimate; else nothing. Arithmetic only: no model lock."""
+        estimator = getattr(self.tracer, "estimate", None)  # tracers without one answer without it
+        if not isinstance(asked, dict) or estimator is None:
+            return {}
+        settings = dict(asked)
+        found = estimator(model, str(settings.pop("transcoders", "")), n_tokens, settings)
+        return {} if found is None else {"estimate": found}
 
     def _predict(
-        self, model: str, request: WorkerCall, text: str, tokens: list[Token], top_k: int, answer: Answer
+        self,
+        model: str,
+        request: WorkerCall,
+        text: str,
+        tokens: list[Token],
+        top_k: int,
+        estimate: dict[str, object],
+        answer: Answer,
     ) -> None:
         try:
             if not self.model_lock.acquire(timeout=max(0.0, request.deadline - time.time())):
@@ -86,6 +104,7 @@ class WorkerCallHandler:
                 "text": text,
                 "tokens": [t.model_dump() for t in tokens],
                 "predictions": [p.model_dump() for p in predictions],
+                **estimate,
             }
             answer(WorkerCallReply(result=result))
         except UserError as exc:

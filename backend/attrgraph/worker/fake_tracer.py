@@ -27,6 +27,7 @@ from attrgraph.worker.tracer import Progress, UserError
 FAKE_MODEL = "fake"
 FAKE_TRANSCODERS = "fake-tc"
 VOCAB = 1000
+FAKE_BYTES_PER_NODE_TOKEN = 1000
 
 
 def _token_id(word: str) -> int:
@@ -40,6 +41,7 @@ class FakeTracer:
         self.log = os.environ.get("ATTRGRAPH_FAKE_LOG")
         self.traces = 0
         self.interventions = 0
+        self.memory_limit = settings.memory_limit_bytes if settings is not None else None
         self.attentions = 0
 
     def load(self) -> list[ModelInfo]:
@@ -61,8 +63,27 @@ class FakeTracer:
                 transcoders=[transcoders],
                 default_transcoders=FAKE_TRANSCODERS,
                 chat_template=True,
+                memory_budget_bytes=self.memory_limit,
             )
         ]
+
+    def estimate(
+        self, model: str, transcoders: str, n_tokens: int, settings: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A made-up estimate: FAKE_BYTES_PER_NODE_TOKEN per feature node and token, against
+        ATTRGRAPH_MEMORY_LIMIT_BYTES (no limit: fits is None)."""
+        nodes = settings.get("max_feature_nodes") or 100
+        peak = FAKE_BYTES_PER_NODE_TOKEN * nodes * n_tokens
+        fits = None if self.memory_limit is None else peak <= self.memory_limit
+        return {
+            "peak_bytes": peak,
+            "seconds": 0.001 * n_tokens,
+            "fits": fits,
+            "budget_bytes": self.memory_limit,
+            "batch_size": 64,
+            "dominant": "edges",
+            "advice": None if fits is not False else "lower max_feature_nodes, or shorten the prompt",
+        }
 
     def tokenize(self, model: str, prompt: str) -> list[Token]:
         if "<reject>" in prompt:

@@ -33,6 +33,8 @@ from attrgraph.engine.attention.requests import AttentionRequestError, edge_head
 from attrgraph.engine.attribution import context_length
 from attrgraph.engine.attribution import tokenize as engine_tokenize
 from attrgraph.engine.chat import ChatError, has_chat_template, render_chat
+from attrgraph.engine.estimate import Estimate, TraceShape, device_budget, trace_shape
+from attrgraph.engine.estimate import estimate as estimate_trace
 from attrgraph.engine.graph import Graph
 from attrgraph.engine.interventions import FeatureIntervention, InterventionOptions, Mode
 from attrgraph.engine.models import LoadedModel
@@ -49,6 +51,12 @@ from attrgraph.tracing import TraceRequestError, intervene_request, qk_entries, 
 from attrgraph.worker.tracer import Progress, UserError
 
 log = logging.getLogger("attrgraph.worker")
+
+# Measures each transcoder set's feature density at load, for the memory and time estimates.
+ESTIMATE_PROBE = (
+    "The capital of the state containing Dallas is Austin. Two plus three is five, and the opposite "
+    "of hot is cold. Alice gave the book to Bob because he had asked for it."
+)
 
 
 def demo_spec() -> ModelSpec:
@@ -74,6 +82,8 @@ class TorchTracer:
         self._tokenizer_lock = threading.Lock()
         # The last graph explained (id, graph, tracer): clicks on one graph reuse its recorded pass.
         self._attention: tuple[str, Graph, AttentionTracer] | None = None
+        self._shapes: dict[tuple[str, str], TraceShape] = {}  # (model, transcoders) -> estimate input
+        self._default_tc: dict[str, str] = {}
 
     def load(self) -> list[ModelInfo]:
         device = self.settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -88,6 +98,7 @@ class TorchTracer:
                     raise ValueError(f"transcoder set name {name!r} is used twice; names must be unique")
                 tc = load_transcoders(path, device=lm.device, dtype=lm.dtype)
                 self._transcoders[name] = tc
+                self._shapes[(spec.name, name)] = self._shape(lm, tc)
                 root = spec.dashboards.get(name)
                 # the configured dashboards, else what `attrgraph dashboards build` wrote next to the
                 # transcoders, else circuit-tracer feature files shipped with them
@@ -117,8 +128,10 @@ class TorchTracer:
                     default_transcoders=spec.default_transcoders or next(iter(spec.transcoders)),
                     context_length=context_length(lm.model),
                     chat_template=has_chat_template(lm.tokenizer),
+                    memory_budget_bytes=self._budget(lm),
                 )
             )
+            self._default_tc[spec.name] = infos[-1].default_transcoders
             if self.settings.warmup:
                 self._warm_up(lm, self._transcoders[infos[-1].default_transcoders])
         return infos
@@ -131,6 +144,38 @@ class TorchTracer:
             log.exception("warm-up trace failed")
             return
         log.info("warm-up trace of %s took %.2fs", lm.model_id, time.perf_counter() - started)
+
+    def _shape(self, lm: LoadedModel, tc: TranscoderSet) -> TraceShape:
+        """The estimate's view of a pair; feature density measured on a short probe prompt."""
+        try:
+            ids = engine_tokenize(lm.tokenizer, ESTIMATE_PROBE)[:64]
+            return trace_shape(lm.model, tc, ids)
+        except Exception:  # a pair that cannot run the probe still gets a (rougher) estimate
+            log.exception("feature-density probe failed")
+            return trace_shape(lm.model, tc)
+
+    def _budget(self, lm: LoadedModel) -> int | None:
+        """What a trace may use: ATTRGRAPH_MEMORY_LIMIT_BYTES, else the device's free memory plus
+        what this process already holds there."""
+        return self.settings.memory_limit_bytes or device_budget(lm.device)
+
+    def _estimate(self, model: str, transcoders: str, n_tokens: int, settings: TraceSettings) -> Estimate:
+        lm = self._model(model)
+        shape = self._shapes.get((model, transcoders or self._default_tc.get(model, "")))
+        if shape is None:
+            raise UserError(f"this worker has no transcoder set {transcoders!r} for {model!r}")
+        return estimate_trace(shape, n_tokens, settings, budget_bytes=self._budget(lm))
+
+    def estimate(
+        self, model: str, transcoders: str, n_tokens: int, settings: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Predicted peak memory, time and whether it fits this worker (engine/estimate.py), for a
+        prompt of `n_tokens` traced with `settings` (GraphSettings' trace fields). Thread-safe."""
+        known = ("max_n_logits", "max_feature_nodes", "max_edges_per_target")
+        trace_settings = TraceSettings(
+            **{k: settings[k] for k in known if k in settings}, batch_size=self.settings.batch_size
+        )
+        return self._estimate(model, transcoders, n_tokens, trace_settings).to_dict()
 
     def _model(self, name: str) -> LoadedModel:
         try:
@@ -196,6 +241,10 @@ class TorchTracer:
             max_edges_per_target=s.max_edges_per_target,
             batch_size=self.settings.batch_size,
         )
+        if job.token_ids:
+            planned = self._estimate(job.model, job.transcoders, len(job.token_ids), trace_settings)
+            if planned.fits is False:  # refused with the setting to change, not an out-of-memory crash
+                raise UserError(planned.refusal())
         try:
             # Token ids, not text: they are what the graph id was computed from.
             graph, pruned = trace_pruned(

@@ -34,7 +34,9 @@ async def tokenize(
     model, _ = await worker_calls.resolve_model(catalog, body.model)
     timeout = settings.predictions_timeout_s if body.top_k else settings.worker_call_timeout_s
     limit = model.prompt_limit(settings.max_prompt_tokens)
-    args = {**prompt_call(body.prompt), "top_k": body.top_k, "max_tokens": limit}
+    # The estimate is for the defaults a graph request gets (the server's feature-node cap).
+    estimate = {"transcoders": model.default_transcoders, "max_feature_nodes": settings.max_feature_nodes}
+    args = {**prompt_call(body.prompt), "top_k": body.top_k, "max_tokens": limit, "estimate": estimate}
     result = await worker_calls.call_worker(calls, model, "tokenize", args, timeout)
     problem = model.too_long(len(result["tokens"]), settings.max_prompt_tokens)
     if problem is not None:
