@@ -168,9 +168,10 @@ function initHome() {
 
   async function follow(accepted) {
     job = { jobId: accepted.job_id, graphId: accepted.graph_id };
-    setProgress("queued", 0, accepted.position ? `${plural(accepted.position, "job")} ahead` : accepted.joined ? "joined an identical request" : "next in line");
+    const waiting = "waiting for the worker to load the model";
+    setProgress("queued", 0, !models.length ? waiting : accepted.position ? `${plural(accepted.position, "job")} ahead` : accepted.joined ? "joined an identical request" : "next in line");
     const steps = {
-      queued: (d) => setProgress("queued", 0, d.position ? `${plural(d.position, "job")} ahead` : "next in line"),
+      queued: (d) => setProgress("queued", 0, d.waiting_for_worker ? waiting : d.position ? `${plural(d.position, "job")} ahead` : "next in line"),
       started: () => setProgress("started", 0, ""),
       requeued: () => setProgress("queued", 0, "the worker stopped; waiting for another"),
       progress: (d) => setProgress(d.phase, d.percent, d.total > 1 ? `${d.done.toLocaleString()} / ${d.total.toLocaleString()}` : ""),

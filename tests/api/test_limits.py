@@ -77,7 +77,8 @@ def test_rate_limit_counts_new_graphs_only(redis_url: str) -> None:
 
 
 def test_no_worker_and_no_redis_are_503(redis_url: str) -> None:
-    settings = make_settings(redis_url)
+    # No default model configured (a request for it would wait in the queue: test_default_model_queue).
+    settings = make_settings(redis_url, default_model=None)
     with ApiServer(settings) as api:
         reply = httpx.post(f"{api.url}/api/graphs", json={"prompt": "x"})
         assert reply.status_code == 503 and "Retry-After" in reply.headers

@@ -41,6 +41,7 @@ from attrgraph.protocol.schemas import (
     prompt_call,
     prompt_chars,
 )
+from attrgraph.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -93,19 +94,10 @@ def _graph_ready(graph_id: str) -> GraphReady:
 
 async def submit_graph(body: GraphRequest, request: Request, services: Services) -> GraphReady | JobAccepted:
     settings, redis, keys = services.settings, services.redis, services.keys
+    if await _awaiting_worker(services, body.model):
+        return await _submit_pending(body, request, services)
     model, transcoders = await worker_calls.resolve_model(services.catalog, body.model, body.transcoders)
-    if prompt_chars(body.prompt) > settings.max_prompt_chars:
-        raise field_error(("body", "prompt"), f"at most {settings.max_prompt_chars} characters")
-    cap = settings.max_feature_nodes
-    requested = body.settings.max_feature_nodes
-    if requested is not None and requested > cap:
-        raise field_error(
-            ("body", "settings", "max_feature_nodes"), f"at most {cap} on this server", requested
-        )
-    # Defaults filled in: leaving a setting out and giving its default address the same graph.
-    trace_settings = body.settings.model_copy(
-        update={"max_feature_nodes": cap if requested is None else requested}
-    )
+    trace_settings = _checked_settings(body, settings)
 
     # A repeated request is answered from Redis alone, before any worker tokenizes anything.
     as_asked = body.prompt if isinstance(body.prompt, str) else [m.model_dump() for m in body.prompt]
@@ -135,6 +127,72 @@ async def submit_graph(body: GraphRequest, request: Request, services: Services)
     return JobAccepted(
         job_id=placed.job_id,
         graph_id=graph_id,
+        position=placed.position,
+        joined=placed.joined,
+        job_url=placed.job_url,
+        events_url=placed.events_url,
+    )
+
+
+def _checked_settings(body: GraphRequest, settings: Settings) -> GraphSettings:
+    """The request within the server's limits, and its trace settings with the defaults filled in
+    (leaving a setting out and giving its default address the same graph)."""
+    if prompt_chars(body.prompt) > settings.max_prompt_chars:
+        raise field_error(("body", "prompt"), f"at most {settings.max_prompt_chars} characters")
+    cap = settings.max_feature_nodes
+    requested = body.settings.max_feature_nodes
+    if requested is not None and requested > cap:
+        raise field_error(
+            ("body", "settings", "max_feature_nodes"), f"at most {cap} on this server", requested
+        )
+    return body.settings.model_copy(update={"max_feature_nodes": cap if requested is None else requested})
+
+
+async def _awaiting_worker(services: Services, name: str | None) -> bool:
+    """A request for the configured default model while no worker serves it (the service is
+    starting, or its worker is reloading): queued like any job, for the worker to pick up."""
+    default = services.settings.default_model
+    if not default or name not in (None, default):
+        return False
+    model = await services.catalog.get(default)
+    if model is None:
+        return name is not None or await services.catalog.get(None) is None
+    return model.workers == 0
+
+
+async def _submit_pending(
+    body: GraphRequest, request: Request, services: Services
+) -> GraphReady | JobAccepted:
+    """Queue a graph whose model has not been advertised: the worker tokenizes and computes the
+    graph id (jobs carry the prompt). `graph_id` in the reply is provisional (the request's pending
+    key); the job's `done` event and GET /api/jobs/{id} name the graph."""
+    settings, redis, keys = services.settings, services.redis, services.keys
+    name = body.model or settings.default_model or ""
+    trace_settings = _checked_settings(body, settings)
+    messages = None if isinstance(body.prompt, str) else [m.model_dump() for m in body.prompt]
+    pending = ids.pending_key(
+        name, body.transcoders, body.prompt if messages is None else messages, body.target, trace_settings
+    )
+    known = await redis.get(keys.alias(pending))
+    if known is not None and await services.store.exists(text(known)):
+        return _graph_ready(text(known))
+    await check_rate(redis, keys, settings, request)
+    payload = TracePayload(
+        model=name,
+        transcoders=body.transcoders or "",
+        prompt=body.prompt if isinstance(body.prompt, str) else "",
+        token_ids=[],
+        target=body.target,
+        settings=trace_settings,
+        messages=messages,
+        max_prompt_tokens=settings.max_prompt_tokens,
+    )
+    placed = await submit_job(services, payload, pending)
+    if placed is None:  # not reachable: nothing is stored under a pending key
+        return _graph_ready(text(known or pending))
+    return JobAccepted(
+        job_id=placed.job_id,
+        graph_id=pending,
         position=placed.position,
         joined=placed.joined,
         job_url=placed.job_url,

@@ -57,6 +57,28 @@ def request_key(
     return _digest({"kind": "request", "prompt": prompt, **_common(model, transcoders, target, settings)})
 
 
+def pending_key(
+    model: str,
+    transcoders: str | None,
+    prompt: str | list[dict[str, str]],
+    target: TargetRequest | None,
+    settings: GraphSettings,
+) -> str:
+    """A request for a model no worker has advertised yet (its revisions, hence the graph id, are
+    unknown): the same hash over names instead of revisions. The job is queued under it and the
+    worker, which knows the revisions, computes the graph id when it runs the job."""
+    return _digest(
+        {
+            "kind": "pending",
+            "model": model,
+            "transcoders": transcoders,
+            "prompt": prompt,
+            "target": None if target is None else target.model_dump(),
+            "settings": settings.model_dump(),
+        }
+    )
+
+
 def new_id() -> str:
     """Job and worker-call ids: random, in the same 32-hex shape as graph ids."""
     return uuid.uuid4().hex

@@ -38,6 +38,15 @@ class TracePayload(_Payload):
     token_ids: list[int]  # what the graph id was computed from: traced as is, never re-tokenized
     target: TargetRequest | None = None
     settings: GraphSettings
+    # Submitted before any worker served the model (token_ids empty, the result id a pending key,
+    # transcoders "" for the default set): the worker renders `messages` (a chat) or takes `prompt`,
+    # tokenizes, checks the length against max_prompt_tokens and computes the graph id itself.
+    messages: list[dict[str, str]] | None = None
+    max_prompt_tokens: int | None = None
+
+    @property
+    def pending(self) -> bool:
+        return not self.token_ids
 
 
 class InterventionPayload(_Payload):

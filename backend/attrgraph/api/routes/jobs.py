@@ -13,10 +13,11 @@ from redis.exceptions import RedisError
 
 from attrgraph.api.auth import WriterDep
 from attrgraph.api.collab import WRITE_ERRORS
-from attrgraph.api.deps import QueueDep
+from attrgraph.api.deps import CatalogDep, QueueDep
 from attrgraph.api.responses import ERRORS, not_found
 from attrgraph.protocol.queue import JobQueue
 from attrgraph.protocol.records import JobRecord, RecordError
+from attrgraph.protocol.registry import ModelCatalog
 from attrgraph.protocol.schemas import ID_PATTERN, CancelResult, JobStatus
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -81,9 +82,11 @@ def _sse(event: str, data: dict[str, object], event_id: str | None = None) -> by
     return f"{head}event: {event}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-async def _event_stream(queue: JobQueue, job: JobRecord, after: str) -> AsyncIterator[bytes]:
+async def _event_stream(
+    queue: JobQueue, catalog: ModelCatalog, job: JobRecord, after: str
+) -> AsyncIterator[bytes]:
     try:
-        async for chunk in _events(queue, job, after):
+        async for chunk in _events(queue, catalog, job, after):
             yield chunk
     except RedisError:
         # Headers are sent, so no error status is possible: end the stream; EventSource clients
@@ -91,8 +94,14 @@ async def _event_stream(queue: JobQueue, job: JobRecord, after: str) -> AsyncIte
         return
 
 
-async def _events(queue: JobQueue, job: JobRecord, after: str) -> AsyncIterator[bytes]:
-    last_position: int | None = None
+async def _waiting_for_worker(catalog: ModelCatalog, model: str) -> bool:
+    """No worker serves the job's model yet (the service is starting, a worker loads its model)."""
+    found = await catalog.get(model)
+    return found is None or found.workers == 0
+
+
+async def _events(queue: JobQueue, catalog: ModelCatalog, job: JobRecord, after: str) -> AsyncIterator[bytes]:
+    last_queued: tuple[int, bool] | None = None
     last_sent = time.monotonic()
     while True:
         for event_id, event in await queue.events(job.job_id, after, POLL_MS):
@@ -114,11 +123,14 @@ async def _events(queue: JobQueue, job: JobRecord, after: str) -> AsyncIterator[
             yield _sse(current.state, {"job_id": job.job_id, **job.result_ref()})
             return
         if current.state == "queued":
-            position = await queue.position(current)
-            if position != last_position:
-                last_position = position
+            queued = (await queue.position(current), await _waiting_for_worker(catalog, current.model))
+            if queued != last_queued:
+                last_queued = queued
                 last_sent = time.monotonic()
-                yield _sse("queued", {"job_id": job.job_id, "position": position})
+                position, waiting = queued
+                yield _sse(
+                    "queued", {"job_id": job.job_id, "position": position, "waiting_for_worker": waiting}
+                )
         if time.monotonic() - last_sent > KEEPALIVE_S:
             last_sent = time.monotonic()
             yield b": keepalive\n\n"
@@ -130,8 +142,9 @@ async def _events(queue: JobQueue, job: JobRecord, after: str) -> AsyncIterator[
     responses={
         200: {
             "content": {"text/event-stream": {}},
-            "description": "Server-Sent Events: queued (position), started, progress (phase, percent), "
-            "requeued, then one of done (graph_id or intervention_id), failed (message), cancelled.",
+            "description": "Server-Sent Events: queued (position, waiting_for_worker), started, "
+            "progress (phase, percent), requeued, then one of done (graph_id or intervention_id), "
+            "failed (message), cancelled.",
         },
         **ERRORS,
     },
@@ -139,12 +152,13 @@ async def _events(queue: JobQueue, job: JobRecord, after: str) -> AsyncIterator[
 async def job_events(
     job_id: JobId,
     queue: QueueDep,
+    catalog: CatalogDep,
     last_event_id: Annotated[str, Header(pattern=r"^(\d{1,20}-\d{1,20})?$")] = "",
 ) -> StreamingResponse:
     """Follow a job live. Reconnecting with Last-Event-ID resumes after that event."""
     job = await _load(queue, job_id)
     return StreamingResponse(
-        _event_stream(queue, job, last_event_id or "0-0"),
+        _event_stream(queue, catalog, job, last_event_id or "0-0"),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
