@@ -14,6 +14,7 @@ import { createFeaturePanel } from "./panels/feature.js";
 import { createCollab } from "./panels/collab.js";
 import { createSubgraph } from "./panels/subgraph.js";
 import { createInterventions } from "./panels/interventions.js";
+import { createAttention } from "./panels/attention.js";
 import { createBreadcrumb, createToolbar } from "./panels/toolbar.js";
 import { createPanes } from "./lib/panes.js";
 import { fetchMissingLabels } from "./lib/autolabels.js";
@@ -85,7 +86,9 @@ async function main() {
   const linkGraph = createLinkGraph(document.getElementById("linkgraph"), { graph, store, timing });
   const toolbar = createToolbar(document.getElementById("toolbar"), { graph, store, linkGraph, panes });
   createBreadcrumb(document.getElementById("breadcrumb"), { graph, store });
-  const connections = createConnections(document.getElementById("connections"), { graph, store, graphId: data.graphId });
+  let attention = null; // made once the interventions panel exists (it ablates heads there)
+  const onEdge = (source, target) => attention && attention.explainEdge(source, target);
+  const connections = createConnections(document.getElementById("connections"), { graph, store, graphId: data.graphId, onEdge });
   const collab = createCollab({
     graph,
     store,
@@ -111,6 +114,7 @@ async function main() {
   });
   const ivRoot = document.getElementById("interventions");
   const interventions = createInterventions(ivRoot, { graph, store, graphId: data.graphId, panes });
+  attention = createAttention(document.getElementById("connections"), { graph, store, graphId: data.graphId, interventions });
   panes.controls("linkgraph", { collapse: false, maxTitle: "Full window (Esc to leave)" });
   panes.controls("subgraph", { maxTitle: "Large subgraph view" });
   panes.controls("connections");
@@ -192,7 +196,7 @@ async function main() {
   // The second animation frame starts once the first frame with the graph has been painted.
   requestAnimationFrame(() => requestAnimationFrame(() => (timing.firstFrame = performance.now())));
   // For tests and benchmarks: the page's objects and when it became interactive.
-  window.__attrgraph = { graph, store, linkGraph, subgraph, interventions, timing, subgraphScores, collab, panes };
+  window.__attrgraph = { graph, store, linkGraph, subgraph, interventions, attention, timing, subgraphScores, collab, panes };
   explorer.dataset.interactive = "1";
 }
 

@@ -42,7 +42,7 @@ function parseJSONList(text) {
   }
 }
 
-const IV_MODES = ["set", "scale", "ablate", "add"];
+const IV_MODES = ["set", "scale", "ablate", "add", "ablate_head"]; // ablate_head: [layer, head, 0, "ablate_head", 0]
 
 /** Interventions from the URL: well-formed [layer, feature, position, mode, value] entries only. */
 export function parseInterventions(text) {

@@ -10,7 +10,7 @@ import { togglePin, walkTo, labelsChanged } from "../lib/state.js";
 
 const SHOWN = 40;
 
-export function createConnections(root, { graph, store, graphId }) {
+export function createConnections(root, { graph, store, graphId, onEdge }) {
   clear(root);
   const head = el("div.panel-head");
   const body = el("div.conn-body");
@@ -92,6 +92,11 @@ export function createConnections(root, { graph, store, graphId }) {
     const ol = el(`ol.conn-list.conn-${kind}`);
     for (const entry of shown) {
       const item = row(entry, shareOf(entry), mask[graph.byId.get(entry.id).i], show);
+      const clicked = graph.byId.get(store.get().clickedId);
+      // An input from another position came by attention: ask which heads carried it.
+      if (onEdge && kind === "inputs" && clicked && graph.byId.get(entry.id).ctx !== clicked.ctx) {
+        item.append(el("button.conn-heads", { type: "button", title: "Which attention heads carried this edge", onclick: () => onEdge(entry.id, clicked.id) }, "heads"));
+      }
       rows.push({ id: entry.id, button: item.firstChild });
       ol.append(item);
     }

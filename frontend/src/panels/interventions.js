@@ -29,7 +29,8 @@ function entryFor(node, mode, value) {
 function requestBody(graphId, entries, flags) {
   return {
     graph_id: graphId,
-    interventions: entries.map(([layer, feature, position, mode, value]) => ({ layer, position, feature, mode, value })),
+    interventions: entries.map(([layer, feature, position, mode, value]) =>
+      mode === "ablate_head" ? { mode, layer, head: feature } : { layer, position, feature, mode, value }),
     options: {
       freeze_attention: flags.includes("f"),
       direct_only: flags.includes("d"),
@@ -123,7 +124,7 @@ export function createInterventions(root, { graph, store, graphId, panes }) {
   }
   function addNodes(nodes) {
     const value = mode === "scale" ? sliderValue : mode === "set" ? sliderValue : sliderValue;
-    const keep = store.get().interventions.filter(([l, f, p]) => !nodes.some((n) => n.featureLayer === l && n.featureIndex === f && n.ctx === p));
+    const keep = store.get().interventions.filter(([l, f, p, m]) => m === "ablate_head" || !nodes.some((n) => n.featureLayer === l && n.featureIndex === f && n.ctx === p));
     setEntries([...keep, ...nodes.map((n) => entryFor(n, mode, mode === "set" && nodes.length > 1 ? (n.activation || 0) * sliderRatio() : value))]);
   }
   // For a group clamp the slider is a multiple of each member's own activation.
@@ -291,8 +292,14 @@ export function createInterventions(root, { graph, store, graphId, panes }) {
     if (!interventions.length) return el("p.muted.iv-empty", "No interventions. Click a feature, choose a mode and value, then add it.");
     return el("ul.iv-list",
       interventions.map((entry, k) => {
-        const node = nodeFor(graph, entry);
         const [layer, feature, pos, m, value] = entry;
+        if (m === "ablate_head") {
+          return el("li.iv-head", { dataset: { layer, head: feature } },
+            el("span.iv-what", `attention head ${layer}.${feature}`),
+            el("span.iv-how", "ablate head"),
+            el("button.iv-remove", { title: "Remove", "aria-label": "Remove intervention", onclick: () => setEntries(interventions.filter((_, j) => j !== k)) }, "×"));
+        }
+        const node = nodeFor(graph, entry);
         return el("li",
           el("span.iv-what", node ? show(node).text : `L${layer} #${feature}`, el("small", ` @${pos}`)),
           el("span.iv-how", m === "ablate" ? "ablate" : `${MODES[m]} ${num(value, 2)}`),
@@ -397,5 +404,11 @@ export function createInterventions(root, { graph, store, graphId, panes }) {
   });
   render();
   if (store.get().interventions.length) run(); // a share link: show its results
-  return { run, testSubgraph, get result() { return result; } };
+  /** Add (once) an ablation of an attention head (the attention panel's "ablate") and run. */
+  function ablateHead(layer, head) {
+    const others = store.get().interventions.filter(([l, h, , m]) => !(m === "ablate_head" && l === layer && h === head));
+    panes.setInterventions(true);
+    setEntries([...others, [layer, head, 0, "ablate_head", 0]]);
+  }
+  return { run, testSubgraph, ablateHead, get result() { return result; } };
 }
