@@ -3,10 +3,15 @@
     bench/.venv-ct/bin/python bench/ct_runner.py --model DIR --transcoders DIR --prompt-file F \
         --prompt-key 16 --out bench/out/ct_16 [--max-feature-nodes N] [--json-out bench/out]
 
-The model directory is a Hugging Face GPT-2 model; it is converted with TransformerLens'
+The model directory is a Hugging Face model. A GPT-2 one is converted with TransformerLens'
 `convert_gpt2_weights` and loaded through `ReplacementModel.from_config(HookedTransformerConfig,
-TranscoderSet, tokenizer=...)`. The transcoder directory is in the circuit-tracer layout (config.yaml +
-layer_{i}.safetensors) and is loaded with circuit-tracer's own `load_transcoder_set`.
+TranscoderSet, tokenizer=...)` (backend "transformerlens"); any other (Llama: SmolLM2-135M, see
+bench/make_smollm2_fixture.py) goes through circuit-tracer's nnsight backend,
+`ReplacementModel.from_pretrained_and_transcoders(DIR, TranscoderSet, backend="nnsight")`, which reads
+the directory with transformers (`--backend` overrides the choice). The transcoder directory is in the
+circuit-tracer layout (config.yaml + layer_{i}.safetensors) and is loaded with circuit-tracer's own
+`load_transcoder_set` (`--lazy-decoder`: decoders read from the files when used, circuit-tracer's
+default for published sets).
 
 Writes
     OUT.adjacency.npy   (n_nodes, n_nodes) float32, rows = targets, columns = sources, in circuit-tracer's
@@ -64,24 +69,17 @@ def hooked_config(hf_model: GPT2LMHeadModel, model_dir: Path, dtype: torch.dtype
     )
 
 
-def load_replacement_model(
-    model_dir: Path, transcoder_dir: Path, dtype: torch.dtype, scan: str
-) -> tuple[Any, Any]:
-    """circuit-tracer's ReplacementModel for a local HF GPT-2 directory, plus the HF model itself."""
-    from circuit_tracer import ReplacementModel
+def load_transcoders(
+    transcoder_dir: Path, n_layers: int, dtype: torch.dtype, scan: str, lazy_decoder: bool = False
+) -> Any:
+    """A per-layer set in the circuit-tracer layout, through circuit-tracer's own loader."""
     from circuit_tracer.transcoder.single_layer_transcoder import load_transcoder_set
-    from transformer_lens.loading_from_pretrained import convert_gpt2_weights
-
-    hf_model = GPT2LMHeadModel.from_pretrained(model_dir, torch_dtype=dtype)
-    hf_model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    cfg = hooked_config(hf_model, model_dir, dtype)
 
     tc_config = yaml.safe_load((transcoder_dir / "config.yaml").read_text())
     if tc_config["model_kind"] != "transcoder_set":
         raise SystemExit(f"ct_runner handles per-layer transcoder sets only, got {tc_config['model_kind']}")
-    files = tc_config.get("transcoders") or [f"layer_{i}.safetensors" for i in range(cfg.n_layers)]
-    transcoders = load_transcoder_set(
+    files = tc_config.get("transcoders") or [f"layer_{i}.safetensors" for i in range(n_layers)]
+    return load_transcoder_set(
         {i: str(transcoder_dir / f) for i, f in enumerate(files)},
         scan=scan,
         feature_input_hook=tc_config["feature_input_hook"],
@@ -89,8 +87,35 @@ def load_replacement_model(
         device=torch.device("cpu"),
         dtype=dtype,
         lazy_encoder=False,
-        lazy_decoder=False,
+        lazy_decoder=lazy_decoder,
     )
+
+
+def load_nnsight_model(
+    model_dir: Path, transcoder_dir: Path, dtype: torch.dtype, scan: str, lazy_decoder: bool
+) -> Any:
+    """circuit-tracer's nnsight ReplacementModel for a local HF directory (Llama, Gemma, Qwen3)."""
+    from circuit_tracer import ReplacementModel
+
+    n_layers = int(json.loads((model_dir / "config.json").read_text())["num_hidden_layers"])
+    transcoders = load_transcoders(transcoder_dir, n_layers, dtype, scan, lazy_decoder)
+    return ReplacementModel.from_pretrained_and_transcoders(
+        str(model_dir), transcoders, backend="nnsight", device=torch.device("cpu"), dtype=dtype
+    )
+
+
+def load_replacement_model(
+    model_dir: Path, transcoder_dir: Path, dtype: torch.dtype, scan: str, lazy_decoder: bool = False
+) -> tuple[Any, Any]:
+    """circuit-tracer's ReplacementModel for a local HF GPT-2 directory, plus the HF model itself."""
+    from circuit_tracer import ReplacementModel
+    from transformer_lens.loading_from_pretrained import convert_gpt2_weights
+
+    hf_model = GPT2LMHeadModel.from_pretrained(model_dir, torch_dtype=dtype)
+    hf_model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    cfg = hooked_config(hf_model, model_dir, dtype)
+    transcoders = load_transcoders(transcoder_dir, cfg.n_layers, dtype, scan, lazy_decoder)
 
     model = ReplacementModel.from_config(cfg, transcoders, tokenizer=tokenizer)
     # from_config builds a randomly initialised HookedTransformer and wraps its MLPs / unembedding
@@ -149,6 +174,13 @@ def main() -> None:
         "--json-out", type=Path, default=None, help="also write circuit-tracer's graph JSON here"
     )
     parser.add_argument("--no-adjacency", action="store_true", help="time only; do not save the matrix")
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "transformerlens", "nnsight"],
+        default="auto",
+        help="auto: transformerlens for GPT-2 directories, nnsight for the rest",
+    )
+    parser.add_argument("--lazy-decoder", action="store_true", help="circuit-tracer's lazy_decoder")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -158,15 +190,33 @@ def main() -> None:
     model_dir: Path = args.model.resolve()
     prompt: str = json.loads(args.prompt_file.read_text())[args.prompt_key]
 
+    backend = args.backend
+    if backend == "auto":
+        model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
+        backend = "transformerlens" if model_type == "gpt2" else "nnsight"
     t0 = time.perf_counter()
-    model, hf_model = load_replacement_model(model_dir, args.transcoders.resolve(), dtype, args.scan)
+    if backend == "nnsight":
+        model = load_nnsight_model(model_dir, args.transcoders.resolve(), dtype, args.scan, args.lazy_decoder)
+    else:
+        model, hf_model = load_replacement_model(
+            model_dir, args.transcoders.resolve(), dtype, args.scan, args.lazy_decoder
+        )
     load_s = time.perf_counter() - t0
-    input_ids = model.ensure_tokenized(prompt)  # prepends <bos>
+    input_ids = model.ensure_tokenized(prompt)  # prepends <bos> unless the text starts with one
 
-    # Sanity: circuit-tracer's model reproduces the HF model's logits on this prompt.
+    # Sanity: circuit-tracer's model reproduces the HF model's logits on this prompt. (The nnsight
+    # backend runs the HF model itself: its logits through nnsight against the bare module's.)
     with torch.no_grad():
-        ct_logits = model(input_ids.unsqueeze(0))[0]
-        hf_logits = hf_model(input_ids.unsqueeze(0)).logits[0]
+        if backend == "nnsight":
+            from nnsight import save
+
+            with model.trace(input_ids.unsqueeze(0)):
+                traced = save(model.output.logits)
+            ct_logits = traced[0]
+            hf_logits = model._module(input_ids.unsqueeze(0)).logits[0]
+        else:
+            ct_logits = model(input_ids.unsqueeze(0))[0]
+            hf_logits = hf_model(input_ids.unsqueeze(0)).logits[0]
     logit_diff = float((ct_logits - hf_logits).abs().max())
     ref_diff = None
     if args.reference_logits is not None and args.reference_logits.exists():
@@ -179,7 +229,8 @@ def main() -> None:
     )
     if logit_diff > 1e-3:
         raise SystemExit("circuit-tracer's model does not reproduce the HF logits")
-    del hf_model
+    if backend != "nnsight":
+        del hf_model
 
     from circuit_tracer import attribute
 
@@ -216,6 +267,8 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "dtype": args.dtype,
+        "backend": backend,
+        "lazy_decoder": args.lazy_decoder,
         "python": platform.python_version(),
         "prompt_key": args.prompt_key,
         "token_ids": input_ids.tolist(),
