@@ -106,6 +106,16 @@ class Settings(BaseSettings):
     max_label_chars: int = Field(default=500, ge=1)
     max_note_chars: int = Field(default=10_000, ge=1)
 
+    @property
+    def configured_default_model(self) -> str | None:
+        """The model a request naming none goes to, as the configuration alone tells (before any
+        worker has advertised): the default model when the workers' models (if listed) include
+        it, else the first of them, as the API's catalog chooses once they are advertised."""
+        if not self.worker_models:
+            return self.default_model
+        names = [m.name for m in self.worker_models]
+        return self.default_model if self.default_model in names else names[0]
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

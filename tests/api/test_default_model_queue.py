@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from attrgraph.settings import Settings
+from attrgraph.settings import ModelSpec, Settings
 from tests.support.services import ApiServer, WorkerThread, sse_events, wait_until
 
 ID_LENGTH = 32
@@ -84,3 +84,18 @@ def test_pending_requests_are_checked_by_the_worker(settings: Settings) -> None:
             done = client.get(chat["job_url"]).json()
             assert done["state"] == "done", done
             assert client.get(f"/api/graphs/{done['graph_id']}").status_code == 200
+
+
+def test_the_default_is_the_served_model_when_workers_are_configured(settings: Settings) -> None:
+    """`attrgraph serve --model NAME` lists NAME as the workers' model while the default stays
+    "demo": a request naming no model waits for NAME, the model the worker will serve."""
+    spec = ModelSpec(name="fake", path="unused", transcoders={"fake-tc": "unused"})
+    configured = settings.model_copy(update={"default_model": "demo", "worker_models": [spec]})
+    assert configured.configured_default_model == "fake"
+    with ApiServer(configured) as api, httpx.Client(base_url=api.url, timeout=30) as client:
+        job = client.post("/api/graphs", json={"prompt": "served later"}).json()
+        assert client.get(job["job_url"]).json()["model"] == "fake"
+        with WorkerThread(settings):
+            wait_until(
+                lambda: client.get(job["job_url"]).json()["state"] == "done", timeout=30, what="the job"
+            )

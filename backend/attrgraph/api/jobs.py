@@ -151,7 +151,7 @@ def _checked_settings(body: GraphRequest, settings: Settings) -> GraphSettings:
 async def _awaiting_worker(services: Services, name: str | None) -> bool:
     """A request for the configured default model while no worker serves it (the service is
     starting, or its worker is reloading): queued like any job, for the worker to pick up."""
-    default = services.settings.default_model
+    default = services.settings.configured_default_model
     if not default or name not in (None, default):
         return False
     model = await services.catalog.get(default)
@@ -167,12 +167,11 @@ async def _submit_pending(
     graph id (jobs carry the prompt). `graph_id` in the reply is provisional (the request's pending
     key); the job's `done` event and GET /api/jobs/{id} name the graph."""
     settings, redis, keys = services.settings, services.redis, services.keys
-    name = body.model or settings.default_model or ""
+    name = body.model or settings.configured_default_model or ""
     trace_settings = _checked_settings(body, settings)
     messages = None if isinstance(body.prompt, str) else [m.model_dump() for m in body.prompt]
-    pending = ids.pending_key(
-        name, body.transcoders, body.prompt if messages is None else messages, body.target, trace_settings
-    )
+    as_asked: str | list[dict[str, str]] = body.prompt if isinstance(body.prompt, str) else messages or []
+    pending = ids.pending_key(name, body.transcoders, as_asked, body.target, trace_settings)
     known = await redis.get(keys.alias(pending))
     if known is not None and await services.store.exists(text(known)):
         return _graph_ready(text(known))
