@@ -220,9 +220,8 @@ async def run_child(raw: bytes, params: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     params = orjson.loads(sys.argv[1])
-    raw = sys.stdin.buffer.read()
     try:
-        reply = run(raw, params)
+        reply = run(sys.stdin.buffer.read(), params)  # no reference here: run() frees the bytes early
     except Rejected as rejected:
         reply = {"status": rejected.status, "error": rejected.detail}
     sys.stdout.buffer.write(orjson.dumps(reply))

@@ -33,21 +33,31 @@ def decompress(payload: bytes) -> bytes:
 def node_index(graph: dict[str, Any]) -> dict[str, bytes]:
     """node id -> JSON {node, incoming, outgoing}: all a client needs to show one node and its
     neighbours without downloading the whole graph."""
-    incoming: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    outgoing: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    # Edges as tuples until each node is written: a graph of a million links would otherwise hold a
+    # million small dicts at once (an imported graph's parse is bounded by memory, docs/benchmarks.md).
+    incoming: dict[str, list[_Edge]] = defaultdict(list)
+    outgoing: dict[str, list[_Edge]] = defaultdict(list)
     for link in graph.get("links", []):
         source, target = str(link["source"]), str(link["target"])
-        edge = {"source": source, "target": target, "weight": float(link["weight"])}
+        edge = (source, target, float(link["weight"]))
         outgoing[source].append(edge)
         incoming[target].append(edge)
     index = {}
     for node in graph.get("nodes", []):
         node_id = str(node["node_id"])
         # Strongest first: a client showing the top few edges of a hub node reads a prefix.
-        ins = sorted(incoming.get(node_id, []), key=lambda e: -abs(e["weight"]))
-        outs = sorted(outgoing.get(node_id, []), key=lambda e: -abs(e["weight"]))
+        ins = _edges(incoming.get(node_id, []))
+        outs = _edges(outgoing.get(node_id, []))
         index[node_id] = orjson.dumps({"node": node, "incoming": ins, "outgoing": outs})
     return index
+
+
+_Edge = tuple[str, str, float]
+
+
+def _edges(edges: list[_Edge]) -> list[dict[str, Any]]:
+    edges.sort(key=lambda e: -abs(e[2]))
+    return [{"source": s, "target": t, "weight": w} for s, t, w in edges]
 
 
 _OUTPUT_CLERP = re.compile(r'^Output "(.*)" \(p=')
