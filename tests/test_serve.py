@@ -146,7 +146,7 @@ def test_embedded_redis_has_a_memory_bound(tmp_path: Path) -> None:
     server, url = start_embedded_redis(tmp_path, settings)
     try:
         client = redis.Redis.from_url(url)
-        assert int(client.config_get("maxmemory")["maxmemory"]) == embedded_maxmemory(settings)
+        assert client.config_get("maxmemory")["maxmemory"] == str(embedded_maxmemory(settings))
         assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
         assert client.config_get("appendonly")["appendonly"] == "yes"
         client.close()

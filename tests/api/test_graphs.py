@@ -202,7 +202,7 @@ def test_a_chat_traces_through_the_real_engine(chat_model_settings: Any) -> None
     settings = chat_model_settings
     with (
         ApiServer(settings) as api,
-        WorkerThread(settings, TorchTracer(settings)),  # type: ignore[arg-type]
+        WorkerThread(settings, TorchTracer(settings)),
         http(api.url) as client,
     ):
         (model,) = client.get("/api/models").json()["models"]

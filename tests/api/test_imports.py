@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis
 
+from attrgraph.protocol.records import text
 from attrgraph.settings import Settings
 from tests.support.collab import example_graph
 from tests.support.services import ApiServer, clear_prefix, http, make_settings
@@ -225,14 +226,14 @@ def test_feature_index_shrinks_with_the_cache(redis_url: str) -> None:
             assert 1 <= len(stored) <= 6
             entries: dict[str, set[str]] = {}
             for key in client.scan_iter(match=keys.feature_graphs(SET, "*")):
-                entries[key.decode()] = {m.decode() for m in client.smembers(key)}
+                entries[key.decode()] = {text(m) for m in client.smembers(key)}
             named = set().union(*entries.values())
             assert named == stored
             per_graph = len(example_features()) + 50
             shared = len(example_features())  # the example's own features are in every graph
             assert len(entries) == shared + 50 * len(stored)
             assert sum(len(m) for m in entries.values()) == per_graph * len(stored)
-            indexed = {m.decode() for m in client.smembers(keys.features_indexed)}
+            indexed = {text(m) for m in client.smembers(keys.features_indexed)}
             assert indexed == stored
     finally:
         client.close()

@@ -78,7 +78,7 @@ def demo_settings(redis_url: str) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def demo_api(demo_settings: Settings) -> Iterator[str]:
-    with ApiServer(demo_settings) as api, WorkerThread(demo_settings, TorchTracer(demo_settings)):  # type: ignore[arg-type]
+    with ApiServer(demo_settings) as api, WorkerThread(demo_settings, TorchTracer(demo_settings)):
         yield api.url
 
 

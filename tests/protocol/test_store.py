@@ -21,6 +21,11 @@ def _graph(n: int) -> tuple[GraphSummary, bytes, dict[str, bytes]]:
     return stored_graph.encode(document, graph_id=f"{n:032x}", model="fake", transcoders="fake-tc")
 
 
+def _number(reply: bytes | str | None) -> int:
+    assert reply is not None
+    return int(reply)
+
+
 def test_put_is_idempotent_and_bounded(settings: Settings, rclient: redis.Redis) -> None:
     keys = Keys(settings.key_prefix)
     meta, gz, nodes = _graph(1)
@@ -28,7 +33,7 @@ def test_put_is_idempotent_and_bounded(settings: Settings, rclient: redis.Redis)
     writer = GraphWriter(rclient, keys, cache_bytes=int(size * 2.5))  # room for two graphs
     assert writer.put(meta, gz, nodes) is True
     assert writer.put(meta, gz, nodes) is False  # same content address: nothing changes
-    assert int(rclient.get(keys.graphs_bytes)) == size
+    assert _number(rclient.get(keys.graphs_bytes)) == size
 
     async def read_first() -> None:
         client = aioredis.Redis.from_url(settings.redis_url or "")
@@ -44,7 +49,7 @@ def test_put_is_idempotent_and_bounded(settings: Settings, rclient: redis.Redis)
     assert rclient.exists(keys.graph(f"{1:032x}")) and rclient.exists(keys.graph(f"{3:032x}"))
     assert not rclient.exists(*keys.graph_keys(f"{2:032x}"))  # the whole graph went
     assert rclient.zscore(keys.graphs_recent, f"{2:032x}") is None
-    assert int(rclient.get(keys.graphs_bytes)) <= writer.cache_bytes
+    assert _number(rclient.get(keys.graphs_bytes)) <= writer.cache_bytes
 
 
 def test_pinned_graphs_are_never_evicted(settings: Settings, rclient: redis.Redis) -> None:

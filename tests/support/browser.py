@@ -46,7 +46,7 @@ class Service:
             redis_url, default_model="dallas-demo", tracer="tests.support.dallas:DallasTracer", **overrides
         )
         self.api = ApiServer(self.settings)
-        self.worker = WorkerThread(self.settings, DallasTracer(self.settings))  # type: ignore[arg-type]
+        self.worker = WorkerThread(self.settings, DallasTracer(self.settings))
 
     @property
     def url(self) -> str:

@@ -14,17 +14,19 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Self, cast, overload
 
 import httpx
 import orjson
 import redis
 import uvicorn
+from typing_extensions import TypeVar  # default=: PEP 696, in typing from 3.13
 
 from attrgraph.api.app import create_app
 from attrgraph.settings import DEFAULT_REDIS_URL, Settings
 from attrgraph.worker.fake_tracer import FakeTracer
 from attrgraph.worker.loop import Worker
+from attrgraph.worker.tracer import Tracer
 from tests.support.environment import missing
 
 
@@ -137,14 +139,24 @@ class ApiServer:
         self.thread.join(timeout=10)
 
 
-class WorkerThread:
-    def __init__(self, settings: Settings, backend: FakeTracer | None = None) -> None:
-        self.tracer = backend or FakeTracer(settings)
+TracerT = TypeVar("TracerT", bound=Tracer, default=FakeTracer)
+
+
+class WorkerThread(Generic[TracerT]):
+    """A worker in a thread of the test process, on a FakeTracer unless given another Tracer."""
+
+    @overload
+    def __init__(self: WorkerThread[FakeTracer], settings: Settings) -> None: ...
+    @overload
+    def __init__(self, settings: Settings, backend: TracerT) -> None: ...
+    def __init__(self, settings: Settings, backend: TracerT | None = None) -> None:
+        # Without a backend the first overload made this a WorkerThread[FakeTracer].
+        self.tracer: TracerT = backend if backend is not None else cast(TracerT, FakeTracer(settings))
         self.worker = Worker(settings, self.tracer, redis.Redis.from_url(settings.redis_url or ""))
         self.worker.poll_s = 0.1  # quick to stop at teardown
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
 
-    def __enter__(self) -> WorkerThread:
+    def __enter__(self) -> Self:
         self.thread.start()
         wait_until(self.worker.ready.is_set, what="worker ready")
         return self

@@ -134,12 +134,20 @@ def test_transcoders_that_do_not_fit_are_the_users_error(mismatched_settings: Se
         assert name == "failed" and data["message"] == "transcoders cover 3 layers, the model has 2"
         assert c.get(accepted["job_url"]).json()["error"] == data["message"]
 
-    base = {"model": "tiny", "transcoders": "tiny-plt", "prompt": "The capital of France is"}
+    prompt = "The capital of France is"
+    job = TracePayload(
+        model="tiny", transcoders="tiny-plt", prompt=prompt, token_ids=[1, 2, 3], settings=GraphSettings()
+    )
     with pytest.raises(UserError, match="transcoders cover 3 layers, the model has 2"):
-        tracer.trace(TracePayload(**base, token_ids=[1, 2, 3], settings=GraphSettings()), _ignore)
+        tracer.trace(job, _ignore)
     item = InterventionItem(layer=0, position=1, feature=0, mode="ablate")
     intervention = InterventionPayload(
-        **base, graph_id="0" * 32, interventions=[item], options=InterventionSettings()
+        model="tiny",
+        transcoders="tiny-plt",
+        prompt=prompt,
+        graph_id="0" * 32,
+        interventions=[item],
+        options=InterventionSettings(),
     )
     with pytest.raises(UserError, match="transcoders cover 3 layers"):
         tracer.intervene(intervention, _ignore)

@@ -43,7 +43,7 @@ def engine_url(browser_redis_url: str, tmp_path_factory: pytest.TempPathFactory)
         device="cpu",
         tracer="attrgraph.worker.torch_tracer:TorchTracer",
     )
-    with ApiServer(settings) as api, WorkerThread(settings, TorchTracer(settings)):  # type: ignore[arg-type]
+    with ApiServer(settings) as api, WorkerThread(settings, TorchTracer(settings)):
         yield api.url
     clear_prefix(browser_redis_url, settings.key_prefix)
 

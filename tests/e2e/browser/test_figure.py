@@ -33,11 +33,14 @@ def test_subgraph_figure_export(page: Any, service: Service, tmp_path: Path) -> 
     page.goto(f"/graph/{graph_id}")
     page.wait_for_selector("#explorer[data-interactive='1']")
     austin = page.evaluate("window.__attrgraph.graph.logits.find((d) => d.isTarget).id")
-    dallas = page.evaluate("window.__attrgraph.graph.nodes.find((d) => d.kind === 'embedding' && d.token === ' Dallas').id")
+    dallas = page.evaluate(
+        "window.__attrgraph.graph.nodes.find((d) => d.kind === 'embedding' && d.token === ' Dallas').id"
+    )
     pinned = [dallas, *FEATURES, austin]
     supernodes = [["say Austin (layers 4 and 5)", "4_12_10", "5_277_10"]]
     page.evaluate(
-        "([pinnedIds, supernodes]) => window.__attrgraph.store.set({ pinnedIds, supernodes })", [pinned, supernodes]
+        "([pinnedIds, supernodes]) => window.__attrgraph.store.set({ pinnedIds, supernodes })",
+        [pinned, supernodes],
     )
     stage = page.locator("#subgraph .sg-stage")
     expect(stage).to_have_attribute("data-ready", "1")
@@ -45,9 +48,12 @@ def test_subgraph_figure_export(page: Any, service: Service, tmp_path: Path) -> 
     expect(items).to_have_count(7)  # 8 pinned, two of them one supernode
     # Full labels in the page's drawing too, and the weight of a link shows on hover.
     expected = page.evaluate(
-        "(() => [...document.querySelectorAll('#subgraph .pinned-list li > label')].map((l) => l.textContent))()"
+        "(() => [...document.querySelectorAll('#subgraph .pinned-list li > label')]"
+        ".map((l) => l.textContent))()"
     )
-    drawn = page.eval_on_selector_all("#subgraph .sg-item text.sg-label", "ts => ts.map((t) => t.textContent)")
+    drawn = page.eval_on_selector_all(
+        "#subgraph .sg-item text.sg-label", "ts => ts.map((t) => t.textContent)"
+    )
     assert sorted(drawn) == sorted(expected), (drawn, expected)
     assert "Dallas/Houston (Texas cities)" in drawn
     link = page.locator("#subgraph .sg-link").first
@@ -88,14 +94,20 @@ def test_subgraph_figure_export(page: Any, service: Service, tmp_path: Path) -> 
         """() => {
           const svg = document.querySelector('svg');
           const r = svg.getBoundingClientRect();
-          const inside = (a, b) => a.left >= b.left - 0.5 && a.right <= b.right + 0.5 && a.top >= b.top - 0.5 && a.bottom <= b.bottom + 0.5;
+          const inside = (a, b) =>
+            a.left >= b.left - 0.5 && a.right <= b.right + 0.5 &&
+            a.top >= b.top - 0.5 && a.bottom <= b.bottom + 0.5;
           const bad = [];
           for (const g of svg.querySelectorAll('.sg-item')) {
             const box = g.querySelector('.sg-box').getBoundingClientRect();
-            for (const t of g.querySelectorAll('text')) if (!inside(t.getBoundingClientRect(), box)) bad.push(t.textContent);
+            for (const t of g.querySelectorAll('text')) {
+              if (!inside(t.getBoundingClientRect(), box)) bad.push(t.textContent);
+            }
             if (!inside(box, r)) bad.push('box ' + g.dataset.key);
           }
-          for (const t of svg.querySelectorAll('.sg-title, .sg-legend text')) if (!inside(t.getBoundingClientRect(), r)) bad.push(t.textContent);
+          for (const t of svg.querySelectorAll('.sg-title, .sg-legend text')) {
+            if (!inside(t.getBoundingClientRect(), r)) bad.push(t.textContent);
+          }
           return { bad, width: r.width };
         }"""
     )

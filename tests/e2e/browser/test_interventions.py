@@ -107,7 +107,8 @@ def test_a_refused_progress_stream_still_ends_in_the_result(page: Any, service: 
         route.fulfill(status=503, content_type="application/json", body='{"detail": "down"}')
 
     page.route("**/api/jobs/*/events", refuse_once)
-    page.on("request", lambda r: job_reads.append(r.url) if re.search(r"/api/jobs/[0-9a-f]{32}$", r.url) else None)
+    job_url = re.compile(r"/api/jobs/[0-9a-f]{32}$")
+    page.on("request", lambda r: job_reads.append(r.url) if job_url.search(r.url) else None)
     _open(page, f"/graph/{graph_id}")
     panel = page.locator("#interventions")
     page.click("#iv-toggle")

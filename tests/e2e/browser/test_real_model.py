@@ -48,7 +48,7 @@ def demo_url(browser_redis_url: str) -> Iterator[str]:
         predictions_timeout_s=60.0,
         worker_call_timeout_s=30.0,
     )
-    with ApiServer(settings) as api, WorkerThread(settings, TorchTracer(settings)):  # type: ignore[arg-type]
+    with ApiServer(settings) as api, WorkerThread(settings, TorchTracer(settings)):
         yield api.url
     clear_prefix(browser_redis_url, settings.key_prefix)
 
