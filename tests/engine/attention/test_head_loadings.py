@@ -11,7 +11,7 @@ from attrgraph.engine import Graph, TraceSettings, trace
 from attrgraph.engine.attention import AttentionTracer, qk_for_top_heads
 from attrgraph.engine.attention.top import node_positions
 from attrgraph.engine.transcoders.base import TranscoderSet
-from tests.engine.attention.reference import reference_score
+from tests.support.attention_reference import reference_score
 from tests.support.models import FAMILIES, PROMPTS
 from tests.support.transcoders import TRANSCODER_KINDS, TinyLM, random_transcoders, tiny_lm
 

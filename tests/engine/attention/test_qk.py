@@ -10,7 +10,7 @@ import torch
 
 from attrgraph.engine import TraceSettings, trace
 from attrgraph.engine.attention import AttentionTracer, QKAttribution
-from tests.engine.attention.reference import reference_score
+from tests.support.attention_reference import reference_score
 from tests.support.models import FAMILIES, PROMPTS
 from tests.support.transcoders import TRANSCODER_KINDS, TinyLM, random_transcoders, tiny_lm
 
