@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.browser import CHROMIUM_ARGS, VIEWPORT, Console, Service, chromium_path
 from tests.support.environment import missing, require_module
+from tests.support.services import ApiServer, WorkerThread, clear_prefix, make_settings
 
 
 @pytest.fixture(scope="package")
@@ -45,3 +46,33 @@ def page(browser: Any, service: Service) -> Iterator[Any]:
     yield pg
     context.close()
     assert not console.problems, "the page reported errors:\n" + "\n".join(console.problems)
+
+
+def _demo_built() -> bool:
+    from attrgraph.bundled import demo_dashboards_dir, demo_model_dir, demo_transcoders_dir
+
+    return (
+        (demo_model_dir() / "config.json").is_file()
+        and (demo_transcoders_dir() / "config.yaml").is_file()
+        and demo_dashboards_dir().is_dir()
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_url(browser_redis_url: str) -> Iterator[str]:
+    """The shipped demo model behind a server (test_real_model.py, test_attention.py)."""
+    if not _demo_built():
+        pytest.skip("the demo model is not built (attrgraph/data/demo)")
+    from attrgraph.worker.torch_tracer import TorchTracer
+
+    settings = make_settings(
+        browser_redis_url,
+        default_model="demo",
+        device="cpu",
+        tracer="attrgraph.worker.torch_tracer:TorchTracer",
+        predictions_timeout_s=60.0,
+        worker_call_timeout_s=30.0,
+    )
+    with ApiServer(settings) as api, WorkerThread(settings, TorchTracer(settings)):
+        yield api.url
+    clear_prefix(browser_redis_url, settings.key_prefix)

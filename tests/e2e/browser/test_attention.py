@@ -9,7 +9,6 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser.test_real_model import demo_url  # noqa: F401  (the shipped model behind a server)
 from tests.support.browser import VIEWPORT, Console, Service, shoot
 from tests.support.dallas import DALLAS_PROMPT
 from tests.support.services import sse_events
@@ -65,7 +64,7 @@ def test_heads_qk_and_head_ablation(page: Any, service: Service) -> None:
 
 
 @pytest.mark.slow
-def test_real_model_head_ablation_matches_the_card(browser: Any, demo_url: str) -> None:  # noqa: F811
+def test_real_model_head_ablation_matches_the_card(browser: Any, demo_url: str) -> None:
     """The shipped demo model through the worker: the strongest Dallas -> " is" edge is carried by
     head 0.3 (docs/demo-model.md, "Why ' is' attends to ' Dallas'"), and ablating it from the page
     takes p(" Austin") from 100% to under 1% (the card: 0.9999 -> 0.0036)."""

@@ -7,7 +7,6 @@ Slow (loads the model and traces on CPU): `pytest -m slow tests/e2e/browser/test
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,42 +14,12 @@ import pytest
 from tests.support.browser import CHROMIUM_ARGS, VIEWPORT, Console, chromium_path, shoot
 from tests.support.dallas import DALLAS_PROMPT
 from tests.support.environment import missing, require_module
-from tests.support.services import ApiServer, WorkerThread, clear_prefix, make_settings
 
 sync_api = require_module("playwright.sync_api")
 require_module("torch")
 expect = sync_api.expect
 
 pytestmark = pytest.mark.slow
-
-
-def _demo_built() -> bool:
-    from attrgraph.bundled import demo_dashboards_dir, demo_model_dir, demo_transcoders_dir
-
-    return (
-        (demo_model_dir() / "config.json").is_file()
-        and (demo_transcoders_dir() / "config.yaml").is_file()
-        and demo_dashboards_dir().is_dir()
-    )
-
-
-@pytest.fixture(scope="module")
-def demo_url(browser_redis_url: str) -> Iterator[str]:
-    if not _demo_built():
-        pytest.skip("the demo model is not built (attrgraph/data/demo)")
-    from attrgraph.worker.torch_tracer import TorchTracer
-
-    settings = make_settings(
-        browser_redis_url,
-        default_model="demo",
-        device="cpu",
-        tracer="attrgraph.worker.torch_tracer:TorchTracer",
-        predictions_timeout_s=60.0,
-        worker_call_timeout_s=30.0,
-    )
-    with ApiServer(settings) as api, WorkerThread(settings, TorchTracer(settings)):
-        yield api.url
-    clear_prefix(browser_redis_url, settings.key_prefix)
 
 
 def test_demo_model_dallas(demo_url: str) -> None:
