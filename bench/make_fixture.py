@@ -26,7 +26,15 @@ minority of the MLP output, as with trained transcoders).
 the normalised MLP input is then the same whether read before or after the norm's gain and bias
 (tools that disagree on that convention can still be compared edge by edge).
 
+--d-transcoder sets the transcoder width (default 2048), --n-ctx the model's number of positions
+(default 1024) and --prompt-lengths the prompts written (default 16 64 256); e.g. the long-prompt
+fixture of bench/long_prompt_memory.py:
+
+    python bench/make_fixture.py --out bench/out/fixture-long --d-transcoder 4096 --n-ctx 4096 \
+        --prompt-lengths 16 64 256 512 1024 2048
+
 Usage:  python bench/make_fixture.py [--out bench/out/fixture] [--seed 0] [--fold-mlp-norm]
+            [--d-transcoder 2048] [--n-ctx 1024] [--prompt-lengths 16 64 256]
 """
 
 from __future__ import annotations
@@ -77,7 +85,7 @@ def make_words(n: int, generator: torch.Generator) -> list[str]:
     return words
 
 
-def make_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
+def make_tokenizer(words: list[str], n_ctx: int = N_CTX) -> PreTrainedTokenizerFast:
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + words)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -90,7 +98,7 @@ def make_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
         eos_token="<bos>",
         pad_token="<pad>",
         unk_token="<unk>",
-        model_max_length=N_CTX,
+        model_max_length=n_ctx,
     )
 
 
@@ -99,11 +107,11 @@ def blocks(model: GPT2LMHeadModel) -> list[Any]:
     return list(model.transformer.h)
 
 
-def make_model(seed: int) -> GPT2LMHeadModel:
+def make_model(seed: int, n_ctx: int = N_CTX) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
     config = GPT2Config(
         vocab_size=VOCAB_SIZE,
-        n_positions=N_CTX,
+        n_positions=n_ctx,
         n_embd=D_MODEL,
         n_layer=N_LAYERS,
         n_head=N_HEADS,
@@ -186,21 +194,23 @@ def calibration_activations(
     return [torch.cat(x) for x in mlp_in], [torch.cat(y) for y in mlp_out]
 
 
-def fit_transcoder(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def fit_transcoder(
+    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, d_transcoder: int = D_TRANSCODER
+) -> dict[str, torch.Tensor]:
     """A JumpReLU transcoder for one layer from calibration inputs x and MLP outputs y."""
-    w_enc = torch.randn(D_TRANSCODER, D_MODEL, generator=generator)
+    w_enc = torch.randn(d_transcoder, D_MODEL, generator=generator)
     w_enc = w_enc / w_enc.norm(dim=1, keepdim=True)
-    b_enc = 0.1 * torch.randn(D_TRANSCODER, generator=generator)
+    b_enc = 0.1 * torch.randn(d_transcoder, generator=generator)
     pre = x @ w_enc.T + b_enc
     # Firing rate per feature, log-uniform in [0.3%, 6%]; threshold = matching quantile (kept > 0).
-    log_rate = torch.empty(D_TRANSCODER).uniform_(math.log(0.003), math.log(0.06), generator=generator)
+    log_rate = torch.empty(d_transcoder).uniform_(math.log(0.003), math.log(0.06), generator=generator)
     quantiles = 1.0 - log_rate.exp()
     rank = (quantiles * (pre.shape[0] - 1)).round().long()
-    threshold = pre.sort(dim=0).values[rank, torch.arange(D_TRANSCODER)].clamp_min(0.05)
+    threshold = pre.sort(dim=0).values[rank, torch.arange(d_transcoder)].clamp_min(0.05)
     acts = pre * (pre > threshold)
     # Decoder: ridge regression of (y - mean y) on the activations.
     b_dec = y.mean(0)
-    gram = acts.T @ acts + 1e-2 * torch.eye(D_TRANSCODER)
+    gram = acts.T @ acts + 1e-2 * torch.eye(d_transcoder)
     w_dec = torch.linalg.solve(gram.double(), (acts.T @ (y - b_dec)).double()).float()
     return {
         "W_enc": w_enc.contiguous(),
@@ -211,7 +221,9 @@ def fit_transcoder(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator)
     }
 
 
-def make_prompts(words: list[str], generator: torch.Generator) -> dict[str, str]:
+def make_prompts(
+    words: list[str], generator: torch.Generator, lengths: tuple[int, ...] = PROMPT_LENGTHS
+) -> dict[str, str]:
     """Prompts of exactly n tokens (<bos> + n-1 words). Words repeat in short phrases, so that
     attention has something to latch on to."""
     phrases = [
@@ -219,7 +231,7 @@ def make_prompts(words: list[str], generator: torch.Generator) -> dict[str, str]
         for n in torch.randint(3, 7, (40,), generator=generator)
     ]
     prompts: dict[str, str] = {}
-    for n_tokens in PROMPT_LENGTHS:
+    for n_tokens in lengths:
         out: list[str] = []
         while len(out) < n_tokens - 1:
             out.extend(phrases[int(torch.randint(len(phrases), (1,), generator=generator))])
@@ -238,7 +250,14 @@ def main() -> None:
         action="store_true",
         help="fold ln_2 gain/bias into the MLP (a plain pre-MLP LayerNorm; same function)",
     )
+    parser.add_argument("--d-transcoder", type=int, default=D_TRANSCODER, help="features per layer")
+    parser.add_argument("--n-ctx", type=int, default=N_CTX, help="the model's positions")
+    parser.add_argument(
+        "--prompt-lengths", type=int, nargs="+", default=list(PROMPT_LENGTHS), help="tokens, <bos> included"
+    )
     args = parser.parse_args()
+    if max(args.prompt_lengths) > args.n_ctx:
+        parser.error("a prompt length exceeds --n-ctx")
     torch.set_num_threads(2)
 
     out: Path = args.out
@@ -248,8 +267,8 @@ def main() -> None:
 
     generator = torch.Generator().manual_seed(args.seed)
     words = make_words(VOCAB_SIZE - len(SPECIAL_TOKENS), generator)
-    tokenizer = make_tokenizer(words)
-    model = make_model(args.seed)
+    tokenizer = make_tokenizer(words, args.n_ctx)
+    model = make_model(args.seed, args.n_ctx)
     if args.fold_mlp_norm:
         fold_mlp_norm(model)
     model.save_pretrained(model_dir)
@@ -264,7 +283,7 @@ def main() -> None:
     xs, ys = calibration_activations(model, generator)
     n_active = []
     for layer in range(N_LAYERS):
-        params = fit_transcoder(xs[layer], ys[layer], generator)
+        params = fit_transcoder(xs[layer], ys[layer], generator, args.d_transcoder)
         save_file(params, str(tc_dir / f"layer_{layer}.safetensors"))
         pre = xs[layer] @ params["W_enc"].T + params["b_enc"]
         acts = pre * (pre > params["activation_function.threshold"])
@@ -280,7 +299,7 @@ def main() -> None:
     }  # no `transcoders:` list: readers fall back to layer_{i}.safetensors
     (tc_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
-    prompts = make_prompts(words, generator)
+    prompts = make_prompts(words, generator, tuple(args.prompt_lengths))
     reference_logits: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for n_tokens, prompt in prompts.items():
@@ -289,8 +308,10 @@ def main() -> None:
             reference_logits[n_tokens] = model(ids).logits[0, -1].clone()
     (out / "prompts.json").write_text(json.dumps(prompts, indent=1))
     torch.save(reference_logits, out / "reference_logits.pt")
-    top = torch.softmax(reference_logits["16"], -1).topk(5)
-    print(f"16-token prompt: top-5 next-token probabilities {[round(p, 3) for p in top.values.tolist()]}")
+    first = next(iter(prompts))
+    top = torch.softmax(reference_logits[first], -1).topk(5)
+    probabilities = [round(p, 3) for p in top.values.tolist()]
+    print(f"{first}-token prompt: top-5 next-token probabilities {probabilities}")
     print(f"fixture written to {out}")
 
 

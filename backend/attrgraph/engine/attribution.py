@@ -62,6 +62,10 @@ class TraceSettings:
     update_interval: int = 4  # batches between influence re-rankings
     exclude_bos_features: bool = True
     compute_bias_terms: bool = True  # one extra replayed forward pass; needed for exact completeness
+    # The most memory (MiB) one backward pass's gradients and dense rows may take: a batch that would
+    # need more runs as several passes (same rows), so peak memory stays bounded on long prompts.
+    # None: one pass per batch.
+    pass_memory_mb: int | None = 1024
 
     def __post_init__(self) -> None:
         if self.max_n_logits < 1:
@@ -74,6 +78,8 @@ class TraceSettings:
             raise ValueError("batch_size and update_interval must be >= 1")
         if self.max_edges_per_target is not None and self.max_edges_per_target < 1:
             raise ValueError("max_edges_per_target must be >= 1")
+        if self.pass_memory_mb is not None and self.pass_memory_mb < 1:
+            raise ValueError("pass_memory_mb must be >= 1")
 
 
 def tokenize(tokenizer: PreTrainedTokenizerBase, prompt: str | Sequence[int]) -> list[int]:

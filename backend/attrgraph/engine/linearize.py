@@ -73,8 +73,26 @@ def _frozen_attention(
             pattern = _attention_pattern(query, key, attention_mask, scaling, softcap)
         if state is not None and state.recording:
             state.patterns[id(module)] = pattern
-    out = torch.matmul(pattern.to(value.dtype), value)  # (batch, heads, q_pos, head_dim)
+    out = _apply_pattern(pattern.to(value.dtype), value)  # (batch, heads, q_pos, head_dim)
     return out.transpose(1, 2).contiguous(), pattern
+
+
+def _apply_pattern(pattern: Tensor, value: Tensor) -> Tensor:
+    """pattern @ value; past 2 x head_dim key positions as one mm per (batch, head).
+
+    The same product either way. In batched backward passes (`is_grads_batched`, vmap) matmul's
+    batching rule expands the pattern to (targets, heads, q, k) and copies it: quadratic in the
+    prompt (gigabytes at a few thousand positions). mm's folds the targets into the columns instead,
+    at the price of stacking the heads' gradients (targets x heads x q x head_dim, a slower copy),
+    which costs more than the pattern copy only for short prompts.
+    """
+    if pattern.shape[-1] <= 2 * value.shape[-1]:
+        return torch.matmul(pattern, value)
+    batch, heads = value.shape[:2]
+    patterns = pattern.expand(batch, heads, *pattern.shape[-2:]).flatten(0, 1).unbind(0)
+    values = value.flatten(0, 1).unbind(0)
+    out = torch.stack([a.mm(v) for a, v in zip(patterns, values, strict=True)])  # (batch * heads, q, d)
+    return out.reshape(batch, heads, *out.shape[1:])
 
 
 def _attention_pattern(

@@ -37,6 +37,8 @@ class RowSettings(Protocol):
     def update_interval(self) -> int: ...
     @property
     def compute_bias_terms(self) -> bool: ...
+    @property
+    def pass_memory_mb(self) -> int | None: ...
 
 
 class RowBuilder:
@@ -66,13 +68,16 @@ class RowBuilder:
         self.error_start = self.n_feat
         self.token_start = self.n_feat + self.n_layers * self.n_pos
         self.n_cols = self.token_start + self.n_pos
-        self.decoders = [_PaddedDecoders.build(tc, layer, a, self.n_pos) for layer, a in enumerate(acts)]
-        self.token_embeddings = cache.token_embeddings.float()  # (pos, d_model)
         # Excluded (BOS) positions have no error sources: position 0 sees only BOS, so its MLP
         # outputs are the same for every prompt and belong in the bias, as in circuit-tracer.
-        self.errors = [e.float() for e in cache.errors]
-        for error in self.errors:
+        errors = [e.float() for e in cache.errors]
+        for error in errors:
             error[: cache.excluded_positions] = 0
+        # Built once per trace: every source's write vectors, grouped by position (slot 0 = error).
+        self.decoders = [
+            _PaddedDecoders.build(tc, layer, a, errors[layer], self.n_pos) for layer, a in enumerate(acts)
+        ]
+        self.token_embeddings = cache.token_embeddings.float()  # (pos, d_model)
         self.directions = target_directions(rm.adapter.unembed_weight, targets).to(cache.final_hidden.device)
         self.visited = torch.zeros(self.n_feat, dtype=torch.bool)
         self.keys: list[Tensor] = []  # per stored row: (kept,) target key
@@ -141,7 +146,29 @@ class RowBuilder:
     # -- one batch of rows ------------------------------------------------------------------
 
     def _rows(self, layer: int, positions: Tensor, vectors: Tensor, keys: list[int]) -> None:
-        """Edges into targets that read `vectors` at (`layer`, `positions`); layer n_layers = logits."""
+        """Edges into targets that read `vectors` at (`layer`, `positions`); layer n_layers = logits.
+
+        A batch runs as several backward passes when one pass's gradients would exceed
+        `pass_memory_mb`: the rows are the same, peak memory stays bounded on long prompts.
+        """
+        step = self._targets_per_pass(layer)
+        for start in range(0, len(keys), step):
+            end = start + step
+            self._rows_pass(layer, positions[start:end], vectors[start:end], keys[start:end])
+
+    def _targets_per_pass(self, layer: int) -> int:
+        batch = self.settings.batch_size
+        budget = getattr(self.settings, "pass_memory_mb", None)
+        if budget is None:
+            return batch
+        resid = self.cache.resid0
+        # Per target: the returned gradients (resid0 and every write site below the target), about
+        # PASS_TEMPORARIES more (injection, backward intermediates) and the dense row with its copies.
+        vectors = min(layer, self.n_layers) + 1 + PASS_TEMPORARIES
+        per_target = self.n_pos * int(resid.shape[-1]) * resid.element_size() * vectors + 16 * self.n_cols
+        return max(1, min(batch, (int(budget) << 20) // per_target))
+
+    def _rows_pass(self, layer: int, positions: Tensor, vectors: Tensor, keys: list[int]) -> None:
         cache = self.cache
         out = cache.final_hidden if layer == self.n_layers else cache.tc_inputs[layer]
         batch = len(keys)
@@ -151,38 +178,52 @@ class RowBuilder:
         grads = torch.autograd.grad(
             [out], inputs, grad_outputs=[inject], retain_graph=True, is_grads_batched=True, allow_unused=True
         )
+        del inject
+        # Causal attention: nothing at a position after the last target's reaches the targets, so
+        # sources there have no edges and their dot products are skipped.
+        last = int(positions.max()) + 1
         rows = torch.zeros(batch, self.n_cols, device=out.device)
-        g0 = _grad_or_zeros(grads[0], inject)[:, 0].float()  # (B, pos, d_model)
-        rows[:, self.token_start :] = torch.einsum("bpd,pd->bp", g0, self.token_embeddings)
-        write_grads = [_grad_or_zeros(g, inject)[:, 0].float() for g in grads[1:]]
-        for source, g in enumerate(write_grads):
-            col = self.error_start + source * self.n_pos
-            rows[:, col : col + self.n_pos] = torch.einsum("bpd,pd->bp", g, self.errors[source])
+        g0 = _grad_or_zeros(grads[0], out)[:, 0, :last].float()  # (B, last, d_model)
+        # One pass over the gradient per position: (last, B, d) @ (last, d, 1).
+        tokens = torch.bmm(g0.transpose(0, 1), self.token_embeddings[:last, :, None])  # (last, B, 1)
+        rows[:, self.token_start : self.token_start + last] = tokens[:, :, 0].T
+        del g0, tokens
+        write_grads = [_grad_or_zeros(g, out)[:, 0, :last].float() for g in grads[1:]]
+        del grads
         for source in range(layer):
             decoders = self.decoders[source]
-            if decoders is None:
-                continue
-            edges = decoders.edges(write_grads[source:layer])  # (n_source_features, B)
-            rows[:, self.layer_start[source] : self.layer_start[source + 1]] = edges.T
+            features, errors = decoders.edges(write_grads[source:layer], last)  # (n, B), (last, B)
+            col = self.error_start + source * self.n_pos
+            rows[:, col : col + last] = errors.T
+            begin = self.layer_start[source]
+            rows[:, begin : begin + features.shape[0]] = features.T
+        del write_grads
         self._store(rows, keys)
 
     def _store(self, rows: Tensor, keys: list[int]) -> None:
         cap = self.settings.max_edges_per_target
         abs_rows = rows.abs()
-        totals = abs_rows.double().sum(1)
-        if cap is not None and cap < rows.shape[1]:
-            top = abs_rows.topk(cap, dim=1).indices  # (B, cap), some may point at zeros
-            kept = torch.zeros_like(rows, dtype=torch.bool).scatter_(1, top, True) & (abs_rows > 0)
-        else:
-            kept = abs_rows > 0
         # float64: the dropped remainder is a difference of two sums of many terms.
-        dropped = rows.double().sum(1) - torch.where(kept, rows, 0).double().sum(1)
-        row_idx, cols = kept.nonzero(as_tuple=True)  # row-major, so each row's edges stay together
+        totals = abs_rows.sum(1, dtype=torch.float64)
+        sums = rows.sum(1, dtype=torch.float64)
+        if cap is not None and cap < rows.shape[1]:
+            # Sorted, so each row's edges stay in column order; some may point at zeros.
+            top = abs_rows.topk(cap, dim=1, sorted=False).indices.sort(dim=1).values  # (B, cap)
+            del abs_rows
+            top_vals = rows.gather(1, top)
+            row_idx, slot = (top_vals != 0).nonzero(as_tuple=True)  # row-major: rows stay together
+            cols, vals = top[row_idx, slot], top_vals[row_idx, slot]
+        else:
+            del abs_rows
+            row_idx, cols = rows.nonzero(as_tuple=True)
+            vals = rows[row_idx, cols]
+        kept = torch.zeros_like(sums).index_add_(0, row_idx, vals.double())
+        dropped = sums - kept
         # int32 indices while building: edges dominate memory on long prompts.
         key_tensor = torch.tensor(keys, dtype=torch.int32)
         self.keys.append(key_tensor[row_idx.cpu()])
         self.cols.append(cols.to(device="cpu", dtype=torch.int32))
-        self.vals.append(rows[row_idx, cols].float().cpu())
+        self.vals.append(vals.float().cpu())
         for key, total, lost in zip(keys, totals.tolist(), dropped.tolist(), strict=True):
             self.row_info[key] = (0.0, total, lost)
 
@@ -305,39 +346,51 @@ class RowBuilder:
         )
 
 
+PASS_TEMPORARIES = 8  # d_model vectors per position held by a backward pass besides its gradients
+
+
 @dataclass
 class _PaddedDecoders:
-    """One source layer's active decoder vectors (scaled by activation), padded per position.
+    """One source layer's write vectors, padded per position: slot 0 holds the error vector (which
+    writes to its own layer only), slots 1.. the active features' decoder vectors scaled by activation.
 
-    blocks: (pos, max_per_pos, n_out, d_model). Grouping by position turns "dot every feature's
-    decoder with the gradient at its own position" into one batched matmul per output layer.
+    blocks: (pos, 1 + max_per_pos, n_out, d_model). Grouping by position turns "dot every source's
+    write with the gradient at its own position" into one batched matmul per output layer, errors
+    included.
     """
 
     blocks: Tensor
-    positions: Tensor  # (n,) position of each active feature
-    slots: Tensor  # (n,) its slot within that position
+    positions: Tensor  # (n,) position of each active feature (non-decreasing)
+    slots: Tensor  # (n,) its slot within that position (>= 1)
+    before: Tensor  # (pos + 1,) features at positions < p
 
     @classmethod
-    def build(cls, tc: TranscoderSet, layer: int, acts: Any, n_pos: int) -> _PaddedDecoders | None:
+    def build(cls, tc: TranscoderSet, layer: int, acts: Any, error: Tensor, n_pos: int) -> _PaddedDecoders:
         n = int(acts.features.shape[0])
-        if n == 0:
-            return None
-        scaled = tc.decoder_vectors(layer, acts.features).float() * acts.values.float()[:, None, None]
+        n_out = int(tc.layer(layer).W_dec.shape[1])  # 1, or n_layers - layer for a cross-layer set
         counts = torch.bincount(acts.positions, minlength=n_pos)
+        width = 1 + (int(counts.max()) if n else 0)
+        blocks = error.new_zeros((n_pos, width, n_out, error.shape[-1]))
+        blocks[:, 0, 0] = error
         starts = counts.cumsum(0) - counts
-        slots = torch.arange(n, device=acts.positions.device) - starts[acts.positions]
-        blocks = scaled.new_zeros((n_pos, int(counts.max()), *scaled.shape[1:]))
-        blocks[acts.positions, slots] = scaled
-        return cls(blocks, acts.positions, slots)
+        slots = torch.arange(n, device=acts.positions.device) - starts[acts.positions] + 1
+        if n:
+            scaled = tc.decoder_vectors(layer, acts.features).float() * acts.values.float()[:, None, None]
+            blocks[acts.positions, slots] = scaled[:, :n_out]
+        before = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        return cls(blocks, acts.positions, slots, before)
 
-    def edges(self, grads: list[Tensor]) -> Tensor:
-        """grads[o]: (B, pos, d_model) at output layer source+o -> (n, B) edge weights."""
+    def edges(self, grads: list[Tensor], last: int) -> tuple[Tensor, Tensor]:
+        """grads[o]: (B, last, d_model) at output layer source+o -> edge weights from the features
+        at positions < last (n, B) and from the errors (last, B)."""
         total: Tensor | None = None
         for o, g in enumerate(grads[: self.blocks.shape[2]]):
-            part = torch.bmm(g.transpose(0, 1), self.blocks[:, :, o].transpose(1, 2))  # (pos, B, max_n)
-            total = part if total is None else total + part
+            # (last, B, d) @ (last, d, slots) -> (last, B, slots)
+            part = torch.bmm(g.transpose(0, 1), self.blocks[:last, :, o].transpose(1, 2))
+            total = part if total is None else total.add_(part)
         assert total is not None
-        return total[self.positions, :, self.slots]
+        n = int(self.before[last])
+        return total[self.positions[:n], :, self.slots[:n]], total[:, :, 0]
 
 
 def _grad_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
