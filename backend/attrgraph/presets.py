@@ -54,6 +54,50 @@ class Preset:
         return self.kind
 
 
+@dataclass(frozen=True)
+class _Model:
+    repo: str
+    family: str
+    n_layers: int
+    d_model: int
+
+
+# The hooks each kind of set reads and writes, unless a preset names others.
+_HOOKS = {"plt": ("mlp.hook_in", "mlp.hook_out"), "clt": ("hook_resid_mid", "hook_mlp_out")}
+_MAIN = ("main", "main")
+
+
+def _preset(
+    name: str,
+    model: _Model,
+    transcoders: str,
+    kind: str,
+    download_gb: float,
+    unverified: tuple[str, ...],
+    notes: str = "",
+    *,
+    revisions: tuple[str, str] = _MAIN,  # model's, transcoders'
+    hooks: tuple[str, str] | None = None,
+) -> Preset:
+    input_hook, output_hook = hooks or _HOOKS[kind]
+    return Preset(
+        name=name,
+        model=model.repo,
+        model_revision=revisions[0],
+        transcoders=transcoders,
+        transcoders_revision=revisions[1],
+        family=model.family,
+        n_layers=model.n_layers,
+        d_model=model.d_model,
+        kind=kind,
+        input_hook=input_hook,
+        output_hook=output_hook,
+        download_gb=download_gb,
+        unverified=unverified,
+        notes=notes,
+    )
+
+
 _GEMMA3 = {"270m": (18, 640, 0.55), "1b": (26, 1152, 2.0), "4b": (34, 2560, 8.6), "12b": (48, 3840, 24.4)}
 _GEMMA3["27b"] = (62, 5376, 54.9)
 _QWEN3 = {
@@ -63,56 +107,45 @@ _QWEN3 = {
     "8b": ("Qwen/Qwen3-8B", 36, 4096, 16.4, ""),
     "14b": ("Qwen/Qwen3-14B", 40, 5120, 29.5, "-lowl0"),
 }
+_PINNED_270M_PT = ("9b0cfec892e2bc2afd938c98eabe4e4a7b1e0ca1", "fada11860ac1d337c1e41e9da308798405b94c8e")
 
 
 def _gemma3_presets() -> list[Preset]:
     presets = []
     for size, (n_layers, d_model, model_gb) in _GEMMA3.items():
         for tune in ("pt", "it"):
-            model = f"google/gemma-3-{size}" + ("-it" if tune == "it" else "" if size == "270m" else "-pt")
-            repo = f"mwhanna/gemma-scope-2-{size}-{tune}"
+            repo = f"google/gemma-3-{size}" + ("-it" if tune == "it" else "" if size == "270m" else "-pt")
+            model = _Model(repo, "gemma3", n_layers, d_model)
+            scope = f"mwhanna/gemma-scope-2-{size}-{tune}"
             # per layer: W_enc + W_dec, 16384 x d_model, float32 (matches the 1.51 GB recorded for 270m-pt)
             plt_gb = round(n_layers * 2 * 16384 * d_model * 4 / 1e9, 1)
             # 262k features in all, each layer's decoding into every later layer, float32
             clt_gb = round(262144 * (n_layers + 1) / 2 * d_model * 4 / 1e9, 1)
             pinned = size == "270m" and tune == "pt"
             presets.append(
-                Preset(
-                    name=f"gemma-3-{size}-{tune}",
-                    model=model,
-                    model_revision="9b0cfec892e2bc2afd938c98eabe4e4a7b1e0ca1" if pinned else "main",
-                    transcoders=f"{repo}/transcoder_all/width_16k_l0_small" + ("" if pinned else "_affine"),
-                    transcoders_revision="fada11860ac1d337c1e41e9da308798405b94c8e" if pinned else "main",
-                    kind="plt",
-                    input_hook="mlp.hook_in",
-                    output_hook="mlp.hook_out",
-                    download_gb=2.1 if pinned else round(model_gb + plt_gb, 1),
-                    unverified=("input_hook", "output_hook")
+                _preset(
+                    f"gemma-3-{size}-{tune}",
+                    model,
+                    f"{scope}/transcoder_all/width_16k_l0_small" + ("" if pinned else "_affine"),
+                    "plt",
+                    2.1 if pinned else round(model_gb + plt_gb, 1),
+                    ("input_hook", "output_hook")
                     + (() if pinned else ("revision", "transcoders", "download_gb")),
-                    notes="Gemma Scope 2 PLTs re-hosted for circuit-tracer, which loads them with its "
+                    "Gemma Scope 2 PLTs re-hosted for circuit-tracer, which loads them with its "
                     "gemma-scope-2 loader"
                     + ("; revisions and size from a third-party run record" if pinned else ""),
-                    family="gemma3",
-                    n_layers=n_layers,
-                    d_model=d_model,
+                    revisions=_PINNED_270M_PT if pinned else _MAIN,
                 )
             )
             presets.append(
-                Preset(
-                    name=f"gemma-3-{size}-{tune}-clt",
-                    model=model,
-                    model_revision="main",
-                    transcoders=f"{repo}/clt/width_262k_l0_medium_affine",
-                    transcoders_revision="main",
-                    kind="clt",
-                    input_hook="hook_resid_mid",
-                    output_hook="hook_mlp_out",
-                    download_gb=round(model_gb + clt_gb, 1),
-                    unverified=("revision", "transcoders", "input_hook", "output_hook", "download_gb"),
-                    notes="Gemma Scope 2 CLT; subfolder seen for 1b-pt only, assumed for the others",
-                    family="gemma3",
-                    n_layers=n_layers,
-                    d_model=d_model,
+                _preset(
+                    f"gemma-3-{size}-{tune}-clt",
+                    model,
+                    f"{scope}/clt/width_262k_l0_medium_affine",
+                    "clt",
+                    round(model_gb + clt_gb, 1),
+                    ("revision", "transcoders", "input_hook", "output_hook", "download_gb"),
+                    "Gemma Scope 2 CLT; subfolder seen for 1b-pt only, assumed for the others",
                 )
             )
     return presets
@@ -120,123 +153,79 @@ def _gemma3_presets() -> list[Preset]:
 
 def _qwen3_presets() -> list[Preset]:
     return [
-        Preset(
-            name=f"qwen3-{size}",
-            model=model,
-            model_revision="main",
-            transcoders=f"mwhanna/qwen3-{size}-transcoders{suffix}",
-            transcoders_revision="main",
-            family="qwen3",
-            n_layers=n_layers,
-            d_model=d_model,
-            kind="plt",
-            input_hook="mlp.hook_in",
-            output_hook="mlp.hook_out",
+        _preset(
+            f"qwen3-{size}",
+            _Model(repo, "qwen3", n_layers, d_model),
+            f"mwhanna/qwen3-{size}-transcoders{suffix}",
+            "plt",
             # transcoders: about as large as the model again per layer pair (estimate, unverified)
-            download_gb=round(model_gb * 3, 1),
-            unverified=("revision", "download_gb") + (() if size == "4b" else ("input_hook", "output_hook")),
-            notes="repo names from circuit-tracer's README; hooks recorded for qwen3-4b's config.yaml",
+            round(model_gb * 3, 1),
+            ("revision", "download_gb") + (() if size == "4b" else ("input_hook", "output_hook")),
+            "repo names from circuit-tracer's README; hooks recorded for qwen3-4b's config.yaml",
         )
-        for size, (model, n_layers, d_model, model_gb, suffix) in _QWEN3.items()
+        for size, (repo, n_layers, d_model, model_gb, suffix) in _QWEN3.items()
     ]
 
+
+_GEMMA2_2B = _Model("google/gemma-2-2b", "gemma2", 26, 2304)
+_LLAMA_1B = _Model("meta-llama/Llama-3.2-1B", "llama", 16, 2048)
+_LLAMA_8B_IT = _Model("meta-llama/Llama-3.1-8B-Instruct", "llama", 32, 4096)
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
-        Preset(
-            name="gemma-2-2b",
-            model="google/gemma-2-2b",
-            model_revision="main",
-            transcoders="mwhanna/gemma-scope-transcoders",
-            transcoders_revision="main",
-            family="gemma2",
-            n_layers=26,
-            d_model=2304,
-            kind="plt",
-            input_hook="ln2.hook_normalized",
-            output_hook="hook_mlp_out",
-            download_gb=18.0,  # 10.5 GB float32 model + 26 GemmaScope .npz files of about 288 MiB
-            unverified=("revision", "input_hook"),
-            notes="circuit-tracer's `gemma`; its config.yaml lists hf://google/gemma-scope-2b-pt-"
+        _preset(
+            "gemma-2-2b",
+            _GEMMA2_2B,
+            "mwhanna/gemma-scope-transcoders",
+            "plt",
+            18.0,  # 10.5 GB float32 model + 26 GemmaScope .npz files of about 288 MiB
+            ("revision", "input_hook"),
+            "circuit-tracer's `gemma`; its config.yaml lists hf://google/gemma-scope-2b-pt-"
             "transcoders/layer_{i}/width_16k/average_l0_{n}/params.npz (gated: accept Gemma's terms)",
+            hooks=("ln2.hook_normalized", "hook_mlp_out"),
         ),
-        Preset(
-            name="gemma-2-2b-clt-426k",
-            model="google/gemma-2-2b",
-            model_revision="main",
-            transcoders="mntss/clt-gemma-2-2b-426k",
-            transcoders_revision="main",
-            family="gemma2",
-            n_layers=26,
-            d_model=2304,
-            kind="clt",
-            input_hook="hook_resid_mid",
-            output_hook="hook_mlp_out",
-            download_gb=38.0,  # 10.5 GB model + ~27 GB bfloat16 CLT (estimate)
-            unverified=("revision", "input_hook", "download_gb"),
+        _preset(
+            "gemma-2-2b-clt-426k",
+            _GEMMA2_2B,
+            "mntss/clt-gemma-2-2b-426k",
+            "clt",
+            38.0,  # 10.5 GB model + ~27 GB bfloat16 CLT (estimate)
+            ("revision", "input_hook", "download_gb"),
         ),
-        Preset(
-            name="gemma-2-2b-clt-2.5m",
-            model="google/gemma-2-2b",
-            model_revision="main",
-            transcoders="mntss/clt-gemma-2-2b-2.5M",
-            transcoders_revision="main",
-            family="gemma2",
-            n_layers=26,
-            d_model=2304,
-            kind="clt",
-            input_hook="hook_resid_mid",
-            output_hook="hook_mlp_out",
-            download_gb=170.0,  # 10.5 GB model + ~160 GB CLT
-            unverified=("revision", "input_hook"),
+        _preset(
+            "gemma-2-2b-clt-2.5m",
+            _GEMMA2_2B,
+            "mntss/clt-gemma-2-2b-2.5M",
+            "clt",
+            170.0,  # 10.5 GB model + ~160 GB CLT
+            ("revision", "input_hook"),
         ),
-        Preset(
-            name="llama-3.2-1b",
-            model="meta-llama/Llama-3.2-1B",
-            model_revision="main",
-            transcoders="mntss/transcoder-Llama-3.2-1B",
-            transcoders_revision="main",
-            family="llama",
-            n_layers=16,
-            d_model=2048,
-            kind="plt",
-            input_hook="mlp.hook_in",
-            output_hook="mlp.hook_out",
-            download_gb=20.0,  # 2.5 GB model + ~17 GB skip transcoders (estimate)
-            unverified=("revision", "input_hook", "output_hook", "download_gb"),
-            notes="circuit-tracer's `llama`; the model is gated (accept Meta's license)",
+        _preset(
+            "llama-3.2-1b",
+            _LLAMA_1B,
+            "mntss/transcoder-Llama-3.2-1B",
+            "plt",
+            20.0,  # 2.5 GB model + ~17 GB skip transcoders (estimate)
+            ("revision", "input_hook", "output_hook", "download_gb"),
+            "circuit-tracer's `llama`; the model is gated (accept Meta's license)",
         ),
-        Preset(
-            name="llama-3.2-1b-clt",
-            model="meta-llama/Llama-3.2-1B",
-            model_revision="main",
-            transcoders="mntss/clt-llama-3.2-1b-524k",
-            transcoders_revision="main",
-            family="llama",
-            n_layers=16,
-            d_model=2048,
-            kind="clt",
-            input_hook="hook_resid_mid",
-            output_hook="hook_mlp_out",
-            download_gb=22.0,  # 2.5 GB model + ~19 GB bfloat16 CLT (estimate)
-            unverified=("revision", "input_hook", "download_gb"),
+        _preset(
+            "llama-3.2-1b-clt",
+            _LLAMA_1B,
+            "mntss/clt-llama-3.2-1b-524k",
+            "clt",
+            22.0,  # 2.5 GB model + ~19 GB bfloat16 CLT (estimate)
+            ("revision", "input_hook", "download_gb"),
         ),
-        Preset(
-            name="llama-3.1-8b-instruct",
-            model="meta-llama/Llama-3.1-8B-Instruct",
-            model_revision="main",
-            transcoders="facebook/crv-8b-instruct-transcoders",
-            transcoders_revision="main",
-            family="llama",
-            n_layers=32,
-            d_model=4096,
-            kind="plt",
-            input_hook="mlp.hook_in",
-            output_hook="mlp.hook_out",
-            download_gb=80.0,  # 16 GB model + TopK transcoders (estimate)
-            unverified=("revision", "input_hook", "output_hook", "download_gb"),
-            notes="TopK per-layer transcoders; the model is gated (accept Meta's license)",
+        _preset(
+            "llama-3.1-8b-instruct",
+            _LLAMA_8B_IT,
+            "facebook/crv-8b-instruct-transcoders",
+            "plt",
+            80.0,  # 16 GB model + TopK transcoders (estimate)
+            ("revision", "input_hook", "output_hook", "download_gb"),
+            "TopK per-layer transcoders; the model is gated (accept Meta's license)",
         ),
         *_qwen3_presets(),
         *_gemma3_presets(),
