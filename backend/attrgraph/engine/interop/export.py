@@ -4,9 +4,9 @@ order (docs/graph-format.md), plus this project's extras under `metadata.attrgra
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import orjson
@@ -17,8 +17,8 @@ import attrgraph
 from attrgraph.engine.graph import Graph, NodeKind
 from attrgraph.engine.interop.carried import node_fields, write_back
 from attrgraph.engine.interop.extras import attrgraph_extras
-from attrgraph.engine.interop.options import ExportOptions
-from attrgraph.engine.pruning import PruneResult, cumulative_influence, node_influence
+from attrgraph.engine.interop.options import ExportFields, ExportOptions
+from attrgraph.engine.pruning import cumulative_influence, node_influence
 from attrgraph.format import qk
 from attrgraph.format.clerps import QPARAMS_DEFAULTS, label_for
 from attrgraph.format.node_ids import (
@@ -45,70 +45,31 @@ GENERATION_SETTING_TYPES: dict[str, type] = {
 
 
 def to_json(
-    graph: Graph,
-    options: ExportOptions | None = None,
-    *,
-    prune_result: PruneResult | None = None,
-    slug: str | None = None,
-    scan: str | None = None,
-    feature_json_base_url: str | None = None,
-    node_threshold: float | None = None,
-    clerps: Sequence[Sequence[str]] | None = None,
-    pinned_ids: Sequence[str] | None = None,
-    supernodes: Sequence[Sequence[str]] | None = None,
+    graph: Graph, options: ExportOptions | None = None, **fields: Unpack[ExportFields]
 ) -> dict[str, Any]:
     """The graph as a Neuronpedia / circuit-tracer graph JSON document (plain Python values).
 
     Pass an ExportOptions (options.py says what each field does), or its fields as keywords; keywords
     that are not None override the options object's.
     """
-    merged = _merge(
-        options,
-        prune_result=prune_result,
-        slug=slug,
-        scan=scan,
-        feature_json_base_url=feature_json_base_url,
-        node_threshold=node_threshold,
-        clerps=clerps,
-        pinned_ids=pinned_ids,
-        supernodes=supernodes,
-    )
-    return build_document(graph, merged, numpy_floats=False)
+    return build_document(graph, _merge(options, fields), numpy_floats=False)
 
 
 def dumps(
     graph: Graph,
     options: ExportOptions | None = None,
     *,
-    prune_result: PruneResult | None = None,
-    slug: str | None = None,
-    scan: str | None = None,
-    feature_json_base_url: str | None = None,
-    node_threshold: float | None = None,
-    clerps: Sequence[Sequence[str]] | None = None,
-    pinned_ids: Sequence[str] | None = None,
-    supernodes: Sequence[Sequence[str]] | None = None,
     indent: bool = False,
+    **fields: Unpack[ExportFields],
 ) -> bytes:
     """`to_json` serialised with orjson. Float32 values are written in their shortest float32 form."""
-    merged = _merge(
-        options,
-        prune_result=prune_result,
-        slug=slug,
-        scan=scan,
-        feature_json_base_url=feature_json_base_url,
-        node_threshold=node_threshold,
-        clerps=clerps,
-        pinned_ids=pinned_ids,
-        supernodes=supernodes,
-    )
-    document = build_document(graph, merged, numpy_floats=True)
+    document = build_document(graph, _merge(options, fields), numpy_floats=True)
     option = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
     return orjson.dumps(document, option=option)
 
 
-def _merge(options: ExportOptions | None, **fields: Any) -> ExportOptions:
-    given = {name: value for name, value in fields.items() if value is not None}
+def _merge(options: ExportOptions | None, fields: ExportFields) -> ExportOptions:
+    given: dict[str, Any] = {name: value for name, value in fields.items() if value is not None}
     return replace(options or ExportOptions(), **given)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 from attrgraph.engine.pruning import PruneResult
 
@@ -31,3 +32,16 @@ class ExportOptions:
     clerps: Sequence[Sequence[str]] | None = None
     pinned_ids: Sequence[str] | None = None
     supernodes: Sequence[Sequence[str]] | None = None
+
+
+class ExportFields(TypedDict, total=False):
+    """ExportOptions' fields as keywords (`to_json(graph, slug=...)`); None leaves the options' value."""
+
+    prune_result: PruneResult | None
+    slug: str | None
+    scan: str | None
+    feature_json_base_url: str | None
+    node_threshold: float | None
+    clerps: Sequence[Sequence[str]] | None
+    pinned_ids: Sequence[str] | None
+    supernodes: Sequence[Sequence[str]] | None
