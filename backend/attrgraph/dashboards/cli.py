@@ -11,14 +11,22 @@ from typing import Any
 EXIT_USAGE = 2
 
 
+def add_command_group(subparsers: Any, name: str, *, help: str, description: str) -> Any:
+    """`attrgraph NAME ACTION ...` (dashboards, demo): register NAME on the main parser's subparsers
+    and return its subparsers, one per action; without an action it prints its help (exit 2)."""
+    group = subparsers.add_parser(name, help=help, description=description)
+    group.set_defaults(handler=lambda _args: (group.print_help(), EXIT_USAGE)[1])
+    return group.add_subparsers(metavar="ACTION")
+
+
 def add_dashboards_subcommand(subparsers: Any) -> None:
     """Register `dashboards` (with its `build` action) on the main parser's subparsers."""
-    dashboards = subparsers.add_parser(
+    actions = add_command_group(
+        subparsers,
         "dashboards",
         help="feature dashboards for a transcoder set",
         description="Compute feature dashboards (examples, histograms, logit effects, labels).",
     )
-    actions = dashboards.add_subparsers(metavar="ACTION")
     build = actions.add_parser(
         "build",
         help="compute every feature's dashboard on a text corpus (resumable)",
@@ -60,7 +68,6 @@ def add_dashboards_subcommand(subparsers: Any) -> None:
     build.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(handler=run_build)
-    dashboards.set_defaults(handler=lambda _args: (dashboards.print_help(), EXIT_USAGE)[1])
 
 
 def _positive_int(text: str) -> int:

@@ -8,15 +8,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from attrgraph.dashboards.cli import add_command_group
+
 
 def add_demo_subcommand(subparsers: Any) -> None:
     """Register `demo` (with its `build` action) on the main parser's subparsers."""
-    demo = subparsers.add_parser(
+    actions = add_command_group(
+        subparsers,
         "demo",
         help="the embedded demo model",
         description="Rebuild the embedded toy-world demo model, its transcoders and dashboards.",
     )
-    actions = demo.add_subparsers(metavar="ACTION")
     build = actions.add_parser(
         "build",
         help="rebuild the demo model, transcoders, dashboards and metrics from scratch",
@@ -57,7 +59,6 @@ def add_demo_subcommand(subparsers: Any) -> None:
     finish.add_argument("--seed", type=int, default=None, help="default: the seed in metrics.json")
     finish.add_argument("--quiet", action="store_true", help="no progress bars")
     finish.set_defaults(handler=run_evaluate)
-    demo.set_defaults(handler=lambda _args: (demo.print_help(), 2)[1])
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
