@@ -10,13 +10,12 @@ worker runs for it is records.AttentionPayload.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Literal, Self
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-from attrgraph.protocol.schemas import NODE_ID_PATTERN, GraphId
+from attrgraph.protocol.ids import digest
+from attrgraph.protocol.schemas import NODE_ID_PATTERN, GraphId, ResultAccepted, ResultReady
 
 MAX_TOP = 50
 
@@ -60,21 +59,12 @@ class AttentionRequest(_Strict):
         return "edge" if self.edge is not None else "head"
 
 
-class AttentionReady(BaseModel):
-    status: Literal["ready"] = "ready"
+class AttentionReady(ResultReady):
     attention_id: str
-    result_url: str
 
 
-class AttentionAccepted(BaseModel):
-    status: Literal["queued"] = "queued"
+class AttentionAccepted(ResultAccepted):
     attention_id: str
-    job_id: str
-    position: int
-    joined: bool
-    job_url: str
-    events_url: str
-    result_url: str
 
 
 def attention_id(engine_version: str, request: AttentionRequest) -> str:
@@ -84,5 +74,4 @@ def attention_id(engine_version: str, request: AttentionRequest) -> str:
         # an edge's loadings do not depend on `top`: leave it out of the address
         **request.model_dump(exclude={"top"} if request.edge is not None else set()),
     }
-    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()[:32]
+    return digest(payload)

@@ -20,7 +20,8 @@ import orjson
 from attrgraph.protocol.schemas import GraphSettings, ModelInfo, TargetRequest, TranscoderInfo
 
 
-def _digest(payload: dict[str, Any]) -> str:
+def digest(payload: dict[str, Any]) -> str:
+    """The content address of a JSON payload (keys sorted): 32 hex digits of its SHA-256."""
     canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()[:32]
 
@@ -44,7 +45,7 @@ def graph_id(
     target: TargetRequest | None,
     settings: GraphSettings,
 ) -> str:
-    return _digest({"kind": "graph", "tokens": token_ids, **_common(model, transcoders, target, settings)})
+    return digest({"kind": "graph", "tokens": token_ids, **_common(model, transcoders, target, settings)})
 
 
 def request_key(
@@ -54,7 +55,7 @@ def request_key(
     target: TargetRequest | None,
     settings: GraphSettings,
 ) -> str:
-    return _digest({"kind": "request", "prompt": prompt, **_common(model, transcoders, target, settings)})
+    return digest({"kind": "request", "prompt": prompt, **_common(model, transcoders, target, settings)})
 
 
 def pending_key(
@@ -67,7 +68,7 @@ def pending_key(
     """A request for a model no worker has advertised yet (its revisions, hence the graph id, are
     unknown): the same hash over names instead of revisions. The job is queued under it and the
     worker, which knows the revisions, computes the graph id when it runs the job."""
-    return _digest(
+    return digest(
         {
             "kind": "pending",
             "model": model,

@@ -11,13 +11,12 @@ The job a worker runs for it is records.InterventionPayload.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
-from attrgraph.protocol.schemas import GraphId
+from attrgraph.protocol.ids import digest
+from attrgraph.protocol.schemas import GraphId, ResultAccepted, ResultReady
 
 MAX_INTERVENTIONS = 256
 MAX_ABS_VALUE = 1e6
@@ -71,21 +70,12 @@ class InterventionRequest(_Strict):
     options: InterventionSettings = Field(default_factory=InterventionSettings)
 
 
-class InterventionReady(BaseModel):
-    status: Literal["ready"] = "ready"
+class InterventionReady(ResultReady):
     intervention_id: str
-    result_url: str
 
 
-class InterventionAccepted(BaseModel):
-    status: Literal["queued"] = "queued"
+class InterventionAccepted(ResultAccepted):
     intervention_id: str
-    job_id: str
-    position: int
-    joined: bool
-    job_url: str
-    events_url: str
-    result_url: str
 
 
 def intervention_id(engine_version: str, request: InterventionRequest) -> str:
@@ -96,8 +86,7 @@ def intervention_id(engine_version: str, request: InterventionRequest) -> str:
         "interventions": [_address(iv) for iv in request.interventions],
         "options": request.options.model_dump(),
     }
-    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()[:32]
+    return digest(payload)
 
 
 def _address(iv: InterventionItem | HeadAblationItem) -> list[Any]:

@@ -147,6 +147,25 @@ class GraphReady(BaseModel):
     graph_url: str
 
 
+class ResultReady(BaseModel):
+    """A worker's result (an intervention, an attention explanation) is already stored."""
+
+    status: Literal["ready"] = "ready"
+    result_url: str
+
+
+class ResultAccepted(BaseModel):
+    """A worker's result is being computed (or queued); follow `events_url` or poll `job_url`."""
+
+    status: Literal["queued"] = "queued"
+    job_id: str
+    position: int
+    joined: bool
+    job_url: str
+    events_url: str
+    result_url: str
+
+
 class JobAccepted(BaseModel):
     """The graph is being computed (or queued); follow `events_url` or poll `job_url`."""
 
