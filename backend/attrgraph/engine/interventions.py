@@ -18,6 +18,9 @@ another prompt's graph.
 
 A global-TopK set (one budget of latents per position over all layers) cannot be re-encoded layer
 by layer: when features are recomputed, its selection is held fixed (engine/selection.py).
+
+One module (about 400 lines) on purpose: the swaps at its end are interventions built from the same
+cached pass (`_cached_pass`) and validated by the same rules, and callers import both from here.
 """
 
 from __future__ import annotations

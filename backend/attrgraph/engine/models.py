@@ -14,6 +14,10 @@ of the requested dtype.
 The model comes back in eval mode, with eager attention (so attention patterns are explicit
 tensors the engine can freeze) and with `requires_grad` off on every parameter: attribution takes
 gradients with respect to activations, never weights.
+
+One module (about 400 lines) on purpose: resolving a source (directory, .gguf, hub id) and loading it
+are one path whose errors must name the same source; the hub's file listing and downloads already
+live apart (hub.py, downloads.py).
 """
 
 from __future__ import annotations
