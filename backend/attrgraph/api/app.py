@@ -40,6 +40,7 @@ from attrgraph.api.routes import (
 )
 from attrgraph.settings import DEFAULT_REDIS_URL, Settings, get_settings
 
+
 def redis_client(settings: Settings) -> aioredis.Redis:
     # Blocking reads (SSE, worker-call replies) wait at most predictions_timeout_s; a socket silent for
     # longer than that means a dead server, and the request gets a 503 instead of hanging.
