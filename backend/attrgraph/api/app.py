@@ -21,8 +21,8 @@ from redis.exceptions import RedisError
 
 import attrgraph
 from attrgraph.api import pages
-from attrgraph.api.docs import add_offline_docs
 from attrgraph.api.deps import Services
+from attrgraph.api.docs import add_offline_docs
 from attrgraph.api.limits import BodySizeLimit
 from attrgraph.api.responses import OrjsonResponse
 from attrgraph.api.routes import (
