@@ -18,6 +18,16 @@ from attrgraph.worker.tracer import UserError
 log = logging.getLogger("attrgraph.worker")
 
 
+def _requested_target(job: TracePayload) -> list[str] | None:
+    """The outputs the request asked to explain (None: the top predictions, read off the graph)."""
+    if job.target is None:
+        return None
+    if job.target.logit_diff is not None:
+        a, b = job.target.logit_diff
+        return [f"{a} − {b}"]
+    return [str(t) for t in job.target.tokens or []] or None
+
+
 def run_trace(ctx: JobContext, job: TracePayload) -> JobEvent:
     if job.pending:  # queued before any worker served the model: tokenize and address it here
         resolved = guarded(ctx, lambda: _resolve_pending(ctx, job))
@@ -33,7 +43,12 @@ def run_trace(ctx: JobContext, job: TracePayload) -> JobEvent:
         with ctx.model_lock:
             graph = ctx.tracer.trace(job, ctx.progress)
         summary, gz, nodes = stored_graph.encode(
-            graph, graph_id=graph_id, model=job.model, transcoders=job.transcoders
+            graph,
+            graph_id=graph_id,
+            model=job.model,
+            transcoders=job.transcoders,
+            target=_requested_target(job),
+            settings=job.settings.model_dump(exclude_none=True),
         )
         ctx.store.put(summary, gz, nodes)
         return summary
