@@ -152,7 +152,9 @@ def test_a_chat_traces_from_its_rendered_text(api: str, worker: WorkerThread) ->
         typed = client.post("/api/graphs", json={"prompt": RENDERED_BY_FAKE})
         assert typed.status_code == 200 and typed.json()["graph_id"] == graph_id
         other = client.post("/api/graphs", json={"prompt": [{"role": "user", "content": "one three"}]})
-        assert other.json()["graph_id"] != graph_id
+        assert other.status_code == 202 and other.json()["graph_id"] != graph_id
+        # Wait for it: counting traces while the second job still runs would race the worker.
+        assert sse_events(client, other.json()["events_url"])[-1][0] == "done"
     assert worker.tracer.traces == 2
 
 

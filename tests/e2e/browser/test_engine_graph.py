@@ -79,7 +79,8 @@ def test_engine_graph_in_the_explorer(page: Any, engine_url: str) -> None:
     assert 0 <= js["replacement"] <= 1 and 0 <= js["completeness"] <= 1
     # Input pruned away on the server counts as unexplained: the page never overstates the engine.
     assert js["replacement"] <= pruned["replacement_score"] + 1e-6
-    # A feature's panel says there are no dashboards for this set (and fetches none).
+    # A feature's panel says this set has no dashboards yet and how to build them.
     page.locator(".conn-inputs .conn-row:has(.sw-feature)").first.click()
-    expect(page.locator("#feature")).to_contain_text("No dashboards")
+    expect(page.locator("#feature")).to_contain_text("No dashboard yet")
+    expect(page.locator("#feature")).to_contain_text("attrgraph dashboards build")
     shoot(page, "11-engine-graph")

@@ -173,7 +173,7 @@ def build_document(graph: Graph, options: ExportOptions, *, numpy_floats: bool) 
     document = {"metadata": metadata, "qParams": q_params, "nodes": nodes, "links": links}
     if graph.attention:
         qk.attach(document, graph.attention, graph.feature_labels)
-    write_back(document, graph, used, carried)
+    write_back(document, graph, used, carried)  # last: an imported graph's values as they came
     return document
 
 
