@@ -34,6 +34,7 @@ from attrgraph.protocol.schemas import (
     GraphReady,
     GraphRequest,
     GraphSettings,
+    GraphSummary,
     JobAccepted,
     ModelInfo,
     Token,
@@ -60,6 +61,16 @@ class Placed:
     def events_url(self) -> str:
         return f"/api/jobs/{self.job_id}/events"
 
+    def reply(self) -> dict[str, Any]:
+        """The fields every accepted reply (a graph's, an intervention's, an attention's) gives its job."""
+        return {
+            "job_id": self.job_id,
+            "position": self.position,
+            "joined": self.joined,
+            "job_url": self.job_url,
+            "events_url": self.events_url,
+        }
+
 
 async def submit_job(services: Services, payload: JobPayload, result_id: str) -> Placed | None:
     """Queue `payload`, whose result will be stored under `result_id`; None when it already is."""
@@ -76,6 +87,48 @@ async def submit_job(services: Services, payload: JobPayload, result_id: str) ->
         )
     job_id, position = await services.queue.placed(submitted, job)
     return Placed(job_id, position, joined=submitted.outcome == "joined")
+
+
+@dataclass(frozen=True)
+class OnGraph:
+    """A stored graph that a worker job reads (an intervention, an attention explanation), with
+    the model and transcoders it was traced with."""
+
+    graph_id: str
+    summary: GraphSummary
+    model: ModelInfo
+    transcoders: TranscoderInfo
+
+    def payload(self) -> dict[str, Any]:
+        """What the payload of every job on this graph names: the model, transcoders, prompt and graph."""
+        return {
+            "model": self.model.name,
+            "transcoders": self.transcoders.name,
+            "prompt": self.summary.prompt,
+            "graph_id": self.graph_id,
+        }
+
+
+async def on_graph(services: Services, graph_id: str) -> OnGraph:
+    """The stored graph `graph_id` (404 without one) and a worker's model for it."""
+    summary = await services.store.summary(graph_id)
+    if summary is None:
+        raise not_found(f"no graph {graph_id}")
+    model, transcoders = await worker_calls.resolve_model(
+        services.catalog, summary.model, summary.transcoders
+    )
+    return OnGraph(graph_id, summary, model, transcoders)
+
+
+async def submit_result_job(
+    services: Services, request: Request, result_key: str, payload: JobPayload, result_id: str
+) -> Placed | None:
+    """A worker's result on a stored graph: None when it is already stored under `result_key`, else
+    (within the client's rate limit) its job, as `submit_job` places it."""
+    if await services.redis.exists(result_key):
+        return None
+    await check_rate(services.redis, services.keys, services.settings, request)
+    return await submit_job(services, payload, result_id)
 
 
 def respond(reply: BaseModel) -> BaseModel | OrjsonResponse:
@@ -124,14 +177,7 @@ async def submit_graph(body: GraphRequest, request: Request, services: Services)
     placed = await submit_job(services, payload, graph_id)
     if placed is None:
         return _graph_ready(graph_id)
-    return JobAccepted(
-        job_id=placed.job_id,
-        graph_id=graph_id,
-        position=placed.position,
-        joined=placed.joined,
-        job_url=placed.job_url,
-        events_url=placed.events_url,
-    )
+    return JobAccepted(graph_id=graph_id, **placed.reply())
 
 
 def _checked_settings(body: GraphRequest, settings: Settings) -> GraphSettings:
@@ -189,14 +235,7 @@ async def _submit_pending(
     placed = await submit_job(services, payload, pending)
     if placed is None:  # not reachable: nothing is stored under a pending key
         return _graph_ready(text(known or pending))
-    return JobAccepted(
-        job_id=placed.job_id,
-        graph_id=pending,
-        position=placed.position,
-        joined=placed.joined,
-        job_url=placed.job_url,
-        events_url=placed.events_url,
-    )
+    return JobAccepted(graph_id=pending, **placed.reply())
 
 
 def _estimated(settings: GraphSettings) -> dict[str, Any]:
@@ -244,37 +283,14 @@ async def submit_intervention(
             ("body", "interventions"),
             f"{len(body.interventions)} interventions; at most {MAX_INTERVENTIONS}",
         )
-    summary = await services.store.summary(body.graph_id)
-    if summary is None:
-        raise not_found(f"no graph {body.graph_id}")
-    model, transcoders = await worker_calls.resolve_model(
-        services.catalog, summary.model, summary.transcoders
-    )
-    _check_interventions(body, transcoders, summary.n_tokens)
-    iid = intervention_id(model.engine_version, body)
-    if await services.redis.exists(services.keys.intervention(iid)):
-        return _intervention_ready(iid)
-    await check_rate(services.redis, services.keys, services.settings, request)
-    payload = InterventionPayload(
-        model=model.name,
-        transcoders=transcoders.name,
-        prompt=summary.prompt,
-        graph_id=body.graph_id,
-        interventions=body.interventions,
-        options=body.options,
-    )
-    placed = await submit_job(services, payload, iid)
+    graph = await on_graph(services, body.graph_id)
+    _check_interventions(body, graph.transcoders, graph.summary.n_tokens)
+    iid = intervention_id(graph.model.engine_version, body)
+    payload = InterventionPayload(**graph.payload(), interventions=body.interventions, options=body.options)
+    placed = await submit_result_job(services, request, services.keys.intervention(iid), payload, iid)
     if placed is None:
         return _intervention_ready(iid)
-    return InterventionAccepted(
-        intervention_id=iid,
-        job_id=placed.job_id,
-        position=placed.position,
-        joined=placed.joined,
-        job_url=placed.job_url,
-        events_url=placed.events_url,
-        result_url=f"/api/interventions/{iid}",
-    )
+    return InterventionAccepted(intervention_id=iid, result_url=f"/api/interventions/{iid}", **placed.reply())
 
 
 def _check_interventions(body: InterventionRequest, transcoders: TranscoderInfo, n_tokens: int) -> None:

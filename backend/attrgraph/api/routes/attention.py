@@ -16,9 +16,8 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Path, Request, Response
 
-from attrgraph.api import jobs, worker_calls
+from attrgraph.api import jobs
 from attrgraph.api.deps import KeysDep, RedisDep, Services, ServicesDep
-from attrgraph.api.limits import check_rate
 from attrgraph.api.responses import BODY_ERRORS, ERRORS, OrjsonResponse, field_error, not_found
 from attrgraph.format.node_ids import EMBEDDING_TYPE, ERROR_TYPE, LOGIT_TYPE
 from attrgraph.protocol.attention import AttentionAccepted, AttentionReady, AttentionRequest, attention_id
@@ -42,37 +41,14 @@ def _ready(aid: str) -> AttentionReady:
 )
 async def submit_attention(body: AttentionRequest, request: Request, services: ServicesDep) -> Any:
     """Explain an edge (its heads) or a head hop (its QK). 200 when the result exists, else 202 with a job."""
-    summary = await services.store.summary(body.graph_id)
-    if summary is None:
-        raise not_found(f"no graph {body.graph_id}")
-    catalog = services.catalog
-    model, transcoders = await worker_calls.resolve_model(catalog, summary.model, summary.transcoders)
-    await _check(body, services, summary, model)
-    aid = attention_id(model.engine_version, body)
-    if await services.redis.exists(services.keys.attention(aid)):
-        return OrjsonResponse(_ready(aid).model_dump(), status_code=200)
-    await check_rate(services.redis, services.keys, services.settings, request)
-    payload = AttentionPayload(
-        model=model.name,
-        transcoders=transcoders.name,
-        prompt=summary.prompt,
-        graph_id=body.graph_id,
-        edge=body.edge,
-        head=body.head,
-        top=body.top,
-    )
-    placed = await jobs.submit_job(services, payload, aid)
+    graph = await jobs.on_graph(services, body.graph_id)
+    await _check(body, services, graph.summary, graph.model)
+    aid = attention_id(graph.model.engine_version, body)
+    payload = AttentionPayload(**graph.payload(), edge=body.edge, head=body.head, top=body.top)
+    placed = await jobs.submit_result_job(services, request, services.keys.attention(aid), payload, aid)
     if placed is None:
         return OrjsonResponse(_ready(aid).model_dump(), status_code=200)
-    return AttentionAccepted(
-        attention_id=aid,
-        job_id=placed.job_id,
-        position=placed.position,
-        joined=placed.joined,
-        job_url=placed.job_url,
-        events_url=placed.events_url,
-        result_url=f"/api/attention/{aid}",
-    )
+    return AttentionAccepted(attention_id=aid, result_url=f"/api/attention/{aid}", **placed.reply())
 
 
 async def _check(body: AttentionRequest, services: Services, summary: GraphSummary, model: ModelInfo) -> None:
