@@ -4,8 +4,6 @@ share the queue, claims, heartbeats, progress and cancellation with trace jobs).
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 import orjson
@@ -13,10 +11,8 @@ import orjson
 from attrgraph.protocol.keys import ATTENTION_TTL_S
 from attrgraph.protocol.records import AttentionPayload, JobEvent
 from attrgraph.protocol.stored_graph import decompress
-from attrgraph.worker.context import JobContext, guarded
+from attrgraph.worker.context import JobContext, store_result
 from attrgraph.worker.tracer import UserError
-
-log = logging.getLogger("attrgraph.worker")
 
 
 def stored_graph(ctx: JobContext, graph_id: str) -> dict[str, Any]:
@@ -28,22 +24,10 @@ def stored_graph(ctx: JobContext, graph_id: str) -> dict[str, Any]:
 
 
 def run_attention(ctx: JobContext, job: AttentionPayload) -> JobEvent:
-    attention_id = ctx.job.result_id
-    key = ctx.keys.attention(attention_id)
-    if ctx.redis.exists(key):
-        return JobEvent(event="done", data=ctx.base)
-    started = time.monotonic()
-
-    def compute() -> None:
+    def produce() -> dict[str, Any]:
         graph = stored_graph(ctx, job.graph_id)
         with ctx.model_lock:
-            result = ctx.tracer.attention(job, graph, ctx.progress)
-        stored = {**result, "attention_id": attention_id, "graph_id": job.graph_id}
-        ctx.redis.set(key, orjson.dumps(stored), ex=ATTENTION_TTL_S)
+            return ctx.tracer.attention(job, graph, ctx.progress)
 
-    failure = guarded(ctx, compute)
-    if failure is not None:
-        return failure
-    seconds = round(time.monotonic() - started, 3)
-    log.info("job %s: attention %s in %.2fs", ctx.job.job_id, attention_id, seconds)
-    return JobEvent(event="done", data={**ctx.base, "seconds": seconds})
+    key = ctx.keys.attention(ctx.job.result_id)
+    return store_result(ctx, "attention", key, ATTENTION_TTL_S, job.graph_id, produce)

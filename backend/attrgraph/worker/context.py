@@ -12,8 +12,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import orjson
 import redis
 
 from attrgraph.protocol.consumer import Consumer
@@ -94,3 +95,26 @@ def progress_reporter(consumer: Consumer, job_id: str, stopping: threading.Event
         consumer.publish(job_id, JobEvent(event="progress", data=data), phase=phase, percent=str(percent))
 
     return report
+
+
+def store_result(
+    ctx: JobContext, what: str, key: str, ttl_s: int, graph_id: str, produce: Callable[[], dict[str, Any]]
+) -> JobEvent:
+    """A job whose result on graph `graph_id` (an intervention, an attention explanation) is kept
+    under its content address `key`: done at once when it already is; else `produce` it (guarded),
+    store it with `{what}_id` and `graph_id` for `ttl_s` seconds, and report the time it took."""
+    result_id = ctx.job.result_id
+    if ctx.redis.exists(key):
+        return JobEvent(event="done", data=ctx.base)
+    started = time.monotonic()
+
+    def compute() -> None:
+        stored = {**produce(), f"{what}_id": result_id, "graph_id": graph_id}
+        ctx.redis.set(key, orjson.dumps(stored), ex=ttl_s)
+
+    failure = guarded(ctx, compute)
+    if failure is not None:
+        return failure
+    seconds = round(time.monotonic() - started, 3)
+    log.info("job %s: %s %s in %.2fs", ctx.job.job_id, what, result_id, seconds)
+    return JobEvent(event="done", data={**ctx.base, "seconds": seconds})

@@ -3,36 +3,20 @@ address (they share the queue, claims, heartbeats, progress and cancellation wit
 
 from __future__ import annotations
 
-import logging
-import time
-
-import orjson
+from typing import Any
 
 from attrgraph.protocol.keys import INTERVENTION_TTL_S
 from attrgraph.protocol.records import InterventionPayload, JobEvent
-from attrgraph.worker.context import JobContext, guarded
-
-log = logging.getLogger("attrgraph.worker")
+from attrgraph.worker.context import JobContext, store_result
 
 
 def run_intervention(ctx: JobContext, job: InterventionPayload) -> JobEvent:
-    intervention_id = ctx.job.result_id
-    key = ctx.keys.intervention(intervention_id)
-    if ctx.redis.exists(key):
-        return JobEvent(event="done", data=ctx.base)
-    started = time.monotonic()
-
-    def compute() -> None:
+    def produce() -> dict[str, Any]:
         with ctx.model_lock:
             ctx.progress("intervene", 0, 1)
             result = ctx.tracer.intervene(job, ctx.progress)
             ctx.progress("intervene", 1, 1)
-        stored = {**result, "intervention_id": intervention_id, "graph_id": job.graph_id}
-        ctx.redis.set(key, orjson.dumps(stored), ex=INTERVENTION_TTL_S)
+        return result
 
-    failure = guarded(ctx, compute)
-    if failure is not None:
-        return failure
-    seconds = round(time.monotonic() - started, 3)
-    log.info("job %s: intervention %s in %.2fs", ctx.job.job_id, intervention_id, seconds)
-    return JobEvent(event="done", data={**ctx.base, "seconds": seconds})
+    key = ctx.keys.intervention(ctx.job.result_id)
+    return store_result(ctx, "intervention", key, INTERVENTION_TTL_S, job.graph_id, produce)
