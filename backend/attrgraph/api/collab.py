@@ -166,13 +166,16 @@ async def revert(
     kind: Kind,
     scope: str,
     key: str,
-    to_version: int,
+    request: Request,
+    body: RevertBody,
     *,
     author: str,
-    expected: int | None,
 ) -> OrjsonResponse:
+    """A new version whose value is version `body.to_version`'s, if the version the client edited
+    (If-Match or `body.version`) is still the current one (else 409)."""
+    expected = expected_version(request, body.version)
     try:
-        item = await annotations.revert(kind, scope, key, to_version, author=author, expected=expected)
+        item = await annotations.revert(kind, scope, key, body.to_version, author=author, expected=expected)
     except Conflict as conflict:
         return conflict_response(conflict)
     except NoSuchVersion as missing:

@@ -84,11 +84,8 @@ async def revert_label(
     annotations: AnnotationsDep,
 ) -> OrjsonResponse:
     """A new version whose value is version `to_version`'s."""
-    expected = collab.expected_version(request, body.version)
     key = f"{layer}_{index}"
-    return await collab.revert(
-        annotations, "label", transcoder_set, key, body.to_version, author=author, expected=expected
-    )
+    return await collab.revert(annotations, "label", transcoder_set, key, request, body, author=author)
 
 
 @router.get(BASE + "/graphs", responses=ERRORS)

@@ -75,7 +75,4 @@ async def revert_note(
     author: WriterDep,
     annotations: AnnotationsDep,
 ) -> OrjsonResponse:
-    expected = collab.expected_version(request, body.version)
-    return await collab.revert(
-        annotations, "note", graph_id, target, body.to_version, author=author, expected=expected
-    )
+    return await collab.revert(annotations, "note", graph_id, target, request, body, author=author)
