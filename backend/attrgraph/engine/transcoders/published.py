@@ -84,14 +84,18 @@ def gemma_scope2_tree(directory: Path) -> list[Path] | None:
         return None
     files: list[Path] = []
     for i in range(max(dirs) + 1):
-        found = sorted(dirs.get(i, []))
-        if len(found) != 1:
-            raise TranscoderLoadError(
-                f"{directory}: found {len(found)} params.safetensors for layer {i}, need exactly one"
-                " (list the chosen files under `transcoders:` in config.yaml)"
-            )
-        files.append(found[0])
+        files.append(_exactly_one(sorted(dirs.get(i, [])), directory, f"params.safetensors for layer {i}"))
     return files
+
+
+def _exactly_one(found: list[Path], where: Path, what: str) -> Path:
+    """The one file a layer's directory tree holds (TranscoderLoadError for none or several)."""
+    if len(found) != 1:
+        raise TranscoderLoadError(
+            f"{where}: found {len(found)} {what}, need exactly one"
+            " (list the chosen files under `transcoders:` in config.yaml)"
+        )
+    return found[0]
 
 
 def gemmascope_npz_tree(directory: Path) -> list[Path]:
@@ -107,13 +111,7 @@ def gemmascope_npz_tree(directory: Path) -> list[Path]:
     for i in range(max(dirs) + 1):
         if i not in dirs:
             raise TranscoderLoadError(f"{directory}: missing layer_{i}/")
-        candidates = sorted(dirs[i].rglob("*.npz"))
-        if len(candidates) != 1:
-            raise TranscoderLoadError(
-                f"{dirs[i]}: found {len(candidates)} .npz files, need exactly one"
-                " (list the chosen files under `transcoders:` in config.yaml)"
-            )
-        files.append(candidates[0])
+        files.append(_exactly_one(sorted(dirs[i].rglob("*.npz")), dirs[i], ".npz files"))
     return files
 
 
