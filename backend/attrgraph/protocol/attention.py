@@ -10,11 +10,11 @@ worker runs for it is records.AttentionPayload.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-from attrgraph.protocol.ids import digest
+from attrgraph.protocol.ids import result_address
 from attrgraph.protocol.schemas import NODE_ID_PATTERN, GraphId, ResultAccepted, ResultReady
 
 MAX_TOP = 50
@@ -68,10 +68,6 @@ class AttentionAccepted(ResultAccepted):
 
 
 def attention_id(engine_version: str, request: AttentionRequest) -> str:
-    payload: dict[str, Any] = {
-        "kind": "attention",
-        "engine": engine_version,
-        # an edge's loadings do not depend on `top`: leave it out of the address
-        **request.model_dump(exclude={"top"} if request.edge is not None else set()),
-    }
-    return digest(payload)
+    # an edge's loadings do not depend on `top`: leave it out of the address
+    asked = request.model_dump(exclude={"top"} if request.edge is not None else set())
+    return result_address("attention", engine_version, asked)

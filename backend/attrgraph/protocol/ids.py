@@ -26,6 +26,12 @@ def digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()[:32]
 
 
+def result_address(kind: str, engine_version: str, fields: dict[str, Any]) -> str:
+    """The content address of a worker's result on a graph (an intervention, an attention
+    explanation): its kind, the engine version that computes it and what the request asked."""
+    return digest({"kind": kind, "engine": engine_version, **fields})
+
+
 def _common(
     model: ModelInfo, transcoders: TranscoderInfo, target: TargetRequest | None, settings: GraphSettings
 ) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
-from attrgraph.protocol.ids import digest
+from attrgraph.protocol.ids import result_address
 from attrgraph.protocol.schemas import GraphId, ResultAccepted, ResultReady
 
 MAX_INTERVENTIONS = 256
@@ -79,14 +79,12 @@ class InterventionAccepted(ResultAccepted):
 
 
 def intervention_id(engine_version: str, request: InterventionRequest) -> str:
-    payload: dict[str, Any] = {
-        "kind": "intervention",
-        "engine": engine_version,
+    asked = {
         "graph": request.graph_id,
         "interventions": [_address(iv) for iv in request.interventions],
         "options": request.options.model_dump(),
     }
-    return digest(payload)
+    return result_address("intervention", engine_version, asked)
 
 
 def _address(iv: InterventionItem | HeadAblationItem) -> list[Any]:
