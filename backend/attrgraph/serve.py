@@ -142,8 +142,10 @@ def _json(value: Any) -> str:
 
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     # Its own session: the terminal's Ctrl-C reaches only us, and we stop the worker in order.
+    # Our pid, not the worker's view of its parent: if we die while the worker is still importing
+    # torch, its parent is already init by the time it looks, and it would wait for init forever.
     return subprocess.Popen(
-        [sys.executable, "-m", "attrgraph.service_cli", "worker", "--exit-with-parent"],
+        [sys.executable, "-m", "attrgraph.service_cli", "worker", "--exit-with-parent", str(os.getpid())],
         env=settings_env(settings),
         start_new_session=True,
     )

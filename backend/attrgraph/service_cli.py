@@ -41,7 +41,8 @@ def add_service_subcommands(subparsers: Any) -> None:
         action="append",
         help="a transcoder set for --model (repeatable; the first is the default)",
     )
-    worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    # PID of the `serve` process that started this worker: stop when it is gone.
+    worker.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
     _common(worker)
     worker.set_defaults(handler=_worker)
 
@@ -109,15 +110,17 @@ def _worker(args: argparse.Namespace) -> int:
     worker = Worker(settings, load_tracer(settings), client)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())
-    if args.exit_with_parent:
-        _watch_parent(worker.stop)
+    if args.exit_with_parent is not None:
+        _watch_parent(args.exit_with_parent, worker.stop)
     worker.run()
     return 0
 
 
-def _watch_parent(stop: Any) -> None:
-    """Stop when the process that started us is gone (`serve` killed without cleaning up)."""
-    parent = os.getppid()
+def _watch_parent(parent: int, stop: Any) -> None:
+    """Stop when `parent` (the `serve` that started us) is gone, killed without cleaning up.
+
+    The pid comes from `serve` itself: a parent that died before this thread started would
+    otherwise never be noticed (we would already be init's child, and wait for init)."""
 
     def watch() -> None:
         while os.getppid() == parent:
