@@ -54,7 +54,15 @@ EXCLUDED_CHECKS = [
 
 @pytest.fixture(scope="module")
 def service_url(redis_url: str) -> Iterator[str]:
-    service = make_settings(redis_url, max_queue=100_000, worker_call_timeout_s=10.0)
+    # Limits high enough that the fuzzer's own volume never turns its requests into 429s (which
+    # would hide the operations behind them); test_limits.py and test_auth.py cover the limits.
+    service = make_settings(
+        redis_url,
+        max_queue=100_000,
+        worker_call_timeout_s=10.0,
+        write_rate_per_minute=100_000,
+        tokenize_rate_per_minute=100_000,
+    )
     with ApiServer(service) as api, WorkerThread(service) as worker:
         worker.tracer.steps, worker.tracer.step_s = 1, 0.0
         yield api.url

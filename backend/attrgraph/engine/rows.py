@@ -213,12 +213,15 @@ class RowBuilder:
             top_vals = rows.gather(1, top)
             row_idx, slot = (top_vals != 0).nonzero(as_tuple=True)  # row-major: rows stay together
             cols, vals = top[row_idx, slot], top_vals[row_idx, slot]
+            kept = torch.zeros_like(sums).index_add_(0, row_idx, vals.double())
+            dropped = sums - kept
         else:
             del abs_rows
             row_idx, cols = rows.nonzero(as_tuple=True)
             vals = rows[row_idx, cols]
-        kept = torch.zeros_like(sums).index_add_(0, row_idx, vals.double())
-        dropped = sums - kept
+            # Every nonzero is kept: exactly nothing dropped. The difference of the two float64 sums
+            # would be rounding noise whose size depends on the summation order (threads).
+            dropped = torch.zeros_like(sums)
         # int32 indices while building: edges dominate memory on long prompts.
         key_tensor = torch.tensor(keys, dtype=torch.int32)
         self.keys.append(key_tensor[row_idx.cpu()])
