@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -110,6 +111,15 @@ def test_results_report_probabilities_and_continuations(setup: tuple[TinyLM, Tra
     assert result.kl_divergence > 0
     payload = result.to_dict()
     assert {"before", "after", "kl_divergence", "probability_changes"} <= set(payload)
+    # Each change carries the logits too, and they agree with its probabilities: softmax is shift-
+    # invariant, so log-probability differences between two tokens equal their logit differences.
+    changes = payload["probability_changes"]
+    assert all({"logit_before", "logit_after"} <= set(c) for c in changes)
+    for when in ("before", "after"):
+        first, second = sorted(changes, key=lambda c: -c[when])[:2]  # probabilities far from underflow
+        from_probs = math.log(first[when]) - math.log(second[when])
+        from_logits = first[f"logit_{when}"] - second[f"logit_{when}"]
+        assert from_logits == pytest.approx(from_probs, abs=1e-3)
 
 
 @pytest.mark.parametrize(

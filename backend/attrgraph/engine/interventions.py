@@ -96,6 +96,14 @@ class InterventionResult:
     after: Prediction
     kl_divergence: float  # KL(before || after) of the next-token distributions
     probability_changes: dict[int, tuple[float, float]]  # token id -> (before, after), for both top-k sets
+    # token id -> (before, after) logits of the same tokens: a saturated probability hides what they show
+    logit_changes: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+    def _logits(self, token_id: int) -> dict[str, float]:
+        if token_id not in self.logit_changes:
+            return {}
+        before, after = self.logit_changes[token_id]
+        return {"logit_before": before, "logit_after": after}
 
     def to_dict(self) -> dict[str, Any]:
         def pred(p: Prediction) -> dict[str, Any]:
@@ -110,7 +118,8 @@ class InterventionResult:
             "after": pred(self.after),
             "kl_divergence": self.kl_divergence,
             "probability_changes": [
-                {"token_id": k, "before": b, "after": a} for k, (b, a) in self.probability_changes.items()
+                {"token_id": k, "before": b, "after": a, **self._logits(k)}
+                for k, (b, a) in self.probability_changes.items()
             ],
         }
 
@@ -155,7 +164,8 @@ def intervene(
     kl = float((p_before * (p_before.clamp_min(1e-300).log() - p_after.clamp_min(1e-300).log())).sum())
     tokens = dict.fromkeys([t for t, _, _ in before.top] + [t for t, _, _ in after.top])
     changes = {t: (float(p_before[t]), float(p_after[t])) for t in tokens}
-    return InterventionResult(before, after, max(kl, 0.0), changes)
+    logits = {t: (float(before.logits[t]), float(after.logits[t])) for t in tokens}
+    return InterventionResult(before, after, max(kl, 0.0), changes, logits)
 
 
 def next_token_logits(
