@@ -55,6 +55,9 @@ export function createFeaturePanel(root, { graph, store, transcoders, hasDashboa
     store.set({ clerps });
   }
 
+  /** Abandons the open rename field, if any (see labelEditor). */
+  let editing = null;
+
   function labelEditor(node) {
     const overrides = labelOverrides(store.get());
     const title = el("h3.feature-label", { id: "feature-label" }, labelOf(node, overrides));
@@ -69,9 +72,14 @@ export function createFeaturePanel(root, { graph, store, transcoders, hasDashboa
       const finish = (save) => {
         if (done) return;
         done = true;
+        editing = null;
         if (save) setLabel(node, input.value.trim());
         else render();
       };
+      // While the field is open, label updates from elsewhere (dashboard labels arriving, a
+      // colleague's edit) must not redraw the panel under it: removing a focused field fires its
+      // blur inside the removal, whose own redraw then breaks the DOM. Closing it redraws anyway.
+      editing = () => { done = true; editing = null; };
       input.addEventListener("keydown", (e) => {
         if (e.key === "Enter") finish(true);
         if (e.key === "Escape") finish(false);
@@ -295,6 +303,8 @@ export function createFeaturePanel(root, { graph, store, transcoders, hasDashboa
   }
 
   store.subscribe((state, changed) => {
+    if (editing && !changed.has("clickedId")) return;
+    if (editing) editing(); // another node was chosen: drop the open field, saving nothing
     if (changed.has("clickedId") || labelsChanged(changed)) render();
   });
   render();
