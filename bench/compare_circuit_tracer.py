@@ -516,12 +516,19 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def write_docs(path: Path, section: str) -> None:
+def write_docs(
+    path: Path, section: str, start: str = START_MARK, end: str = END_MARK, after: str | None = None
+) -> None:
+    """Replace the section between `start` and `end` in `path`; the first time, put it right after
+    the marker `after` when the file has one, else at the end."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START_MARK in text and END_MARK in text:
-        head, rest = text.split(START_MARK, 1)
-        _, tail = rest.split(END_MARK, 1)
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
         text = head + section + tail
+    elif after is not None and after in text:
+        head, tail = text.split(after, 1)
+        text = head + after + "\n\n" + section + tail
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)

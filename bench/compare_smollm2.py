@@ -139,20 +139,6 @@ def markdown(records: list[cct.RunRecord], args: argparse.Namespace, command: st
     return "\n".join(lines)
 
 
-def write_docs(path: Path, section: str) -> None:
-    text = path.read_text()
-    if START_MARK in text and END_MARK in text:
-        head, rest = text.split(START_MARK, 1)
-        _, tail = rest.split(END_MARK, 1)
-        text = head + section + tail
-    elif cct.END_MARK in text:  # first time: right after the GPT-2 fixture's comparison
-        head, tail = text.split(cct.END_MARK, 1)
-        text = head + cct.END_MARK + "\n\n" + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -208,7 +194,8 @@ def main() -> None:
     section = markdown(records, args, command)
     print(section)
     if args.write_docs is not None:
-        write_docs(args.write_docs, section)
+        # First time: right after the GPT-2 fixture's comparison.
+        cct.write_docs(args.write_docs, section, START_MARK, END_MARK, after=cct.END_MARK)
         print(f"wrote {args.write_docs}")
 
 
