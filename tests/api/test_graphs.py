@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support.services import WorkerThread, http, sse_events, wait_until
+from tests.support.services import WorkerThread, http, sse_events, torch_tracer_settings, wait_until
 
 
 def test_submit_events_and_fetch(api: str, worker: WorkerThread) -> None:
@@ -176,21 +176,14 @@ def chat_model_settings(tmp_path_factory: pytest.TempPathFactory, redis_url: str
     from attrgraph.engine.transcoders.saving import save_transcoders
     from attrgraph.settings import ModelSpec
     from tests.support.chat import make_tiny_chat_model
-    from tests.support.services import clear_prefix, make_settings
+    from tests.support.services import clear_prefix
     from tests.support.transcoders import tiny_plt_transcoders
 
     root = tmp_path_factory.mktemp("chat-model")
     model_dir = make_tiny_chat_model(root / "model", family="gpt2")
     tc_dir = save_transcoders(tiny_plt_transcoders(), root / "tc", model_name="tiny-chat")
     spec = ModelSpec(name="tiny-chat", path=str(model_dir), transcoders={"tiny-plt": str(tc_dir)})
-    settings = make_settings(
-        redis_url,
-        worker_models=[spec.model_dump()],
-        default_model="tiny-chat",
-        device="cpu",
-        warmup=False,
-        tracer="attrgraph.worker.torch_tracer:TorchTracer",
-    )
+    settings = torch_tracer_settings(redis_url, spec, warmup=False)
     yield settings
     clear_prefix(redis_url, settings.key_prefix)
 

@@ -10,7 +10,7 @@ import pytest
 
 from attrgraph.settings import Settings
 from attrgraph.worker.torch_tracer import TorchTracer
-from tests.support.services import ApiServer, WorkerThread, clear_prefix, http, make_settings
+from tests.support.services import ApiServer, WorkerThread, clear_prefix, http, torch_tracer_settings
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "one two"}]
 
@@ -65,13 +65,7 @@ def test_a_chat_the_worker_refuses_is_422_with_its_message(api: str, worker: Wor
 
 @pytest.fixture(scope="module")
 def demo_settings(redis_url: str) -> Iterator[Settings]:
-    settings = make_settings(
-        redis_url,
-        default_model="demo",
-        device="cpu",
-        warmup=False,
-        tracer="attrgraph.worker.torch_tracer:TorchTracer",
-    )
+    settings = torch_tracer_settings(redis_url, warmup=False)
     yield settings
     clear_prefix(redis_url, settings.key_prefix)
 

@@ -23,7 +23,7 @@ import uvicorn
 from typing_extensions import TypeVar  # default=: PEP 696, in typing from 3.13
 
 from attrgraph.api.app import create_app
-from attrgraph.settings import DEFAULT_REDIS_URL, Settings
+from attrgraph.settings import DEFAULT_REDIS_URL, ModelSpec, Settings
 from attrgraph.worker.fake_tracer import FakeTracer
 from attrgraph.worker.loop import Worker
 from attrgraph.worker.tracer import Tracer
@@ -253,3 +253,17 @@ def sse_events(client: httpx.Client, url: str) -> list[tuple[str, dict[str, Any]
             elif line.startswith("data: "):
                 events.append((name or "message", orjson.loads(line[len("data: ") :])))
     return events
+
+
+def torch_tracer_settings(redis_url: str, model: ModelSpec | None = None, **overrides: object) -> Settings:
+    """Settings for a worker running the real torch tracer on the CPU: on `model` when given, else
+    on the shipped demo model."""
+    values: dict[str, object] = {
+        "device": "cpu",
+        "tracer": "attrgraph.worker.torch_tracer:TorchTracer",
+        "default_model": model.name if model is not None else "demo",
+    }
+    if model is not None:
+        values["worker_models"] = [model.model_dump()]
+    values.update(overrides)
+    return make_settings(redis_url, **values)

@@ -21,8 +21,8 @@ from tests.support.services import (
     ApiServer,
     WorkerThread,
     clear_prefix,
-    make_settings,
     sse_events,
+    torch_tracer_settings,
 )
 from tests.support.transcoders import tiny_plt_transcoders
 
@@ -40,13 +40,7 @@ def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
 
 @pytest.fixture
 def engine_settings(redis_url: str, tiny_spec: ModelSpec) -> Iterator[Settings]:
-    s = make_settings(
-        redis_url,
-        worker_models=[tiny_spec.model_dump()],
-        default_model="tiny",
-        device="cpu",
-        tracer="attrgraph.worker.torch_tracer:TorchTracer",
-    )
+    s = torch_tracer_settings(redis_url, tiny_spec)
     yield s
     clear_prefix(redis_url, s.key_prefix)
 
@@ -108,14 +102,7 @@ def mismatched_spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
 
 @pytest.fixture
 def mismatched_settings(redis_url: str, mismatched_spec: ModelSpec) -> Iterator[Settings]:
-    s = make_settings(
-        redis_url,
-        worker_models=[mismatched_spec.model_dump()],
-        default_model="tiny",
-        device="cpu",
-        warmup=False,
-        tracer="attrgraph.worker.torch_tracer:TorchTracer",
-    )
+    s = torch_tracer_settings(redis_url, mismatched_spec, warmup=False)
     yield s
     clear_prefix(redis_url, s.key_prefix)
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.browser import CHROMIUM_ARGS, VIEWPORT, Console, Service, chromium_path
 from tests.support.environment import missing, require_module
-from tests.support.services import ApiServer, WorkerThread, clear_prefix, make_settings
+from tests.support.services import ApiServer, WorkerThread, clear_prefix, torch_tracer_settings
 
 
 @pytest.fixture(scope="package")
@@ -65,13 +65,8 @@ def demo_url(browser_redis_url: str) -> Iterator[str]:
         pytest.skip("the demo model is not built (attrgraph/data/demo)")
     from attrgraph.worker.torch_tracer import TorchTracer
 
-    settings = make_settings(
-        browser_redis_url,
-        default_model="demo",
-        device="cpu",
-        tracer="attrgraph.worker.torch_tracer:TorchTracer",
-        predictions_timeout_s=60.0,
-        worker_call_timeout_s=30.0,
+    settings = torch_tracer_settings(
+        browser_redis_url, predictions_timeout_s=60.0, worker_call_timeout_s=30.0
     )
     with ApiServer(settings) as api, WorkerThread(settings, TorchTracer(settings)):
         yield api.url

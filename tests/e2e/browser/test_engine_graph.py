@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.browser import shoot
 from tests.support.environment import require_module
-from tests.support.services import ApiServer, WorkerThread, clear_prefix, make_settings
+from tests.support.services import ApiServer, WorkerThread, clear_prefix, torch_tracer_settings
 
 sync_api = require_module("playwright.sync_api")
 torch = require_module("torch")
@@ -36,13 +36,7 @@ def engine_url(browser_redis_url: str, tmp_path_factory: pytest.TempPathFactory)
     model_dir = make_tiny_model("gpt2", root / "model", n_layers=N_LAYERS, d_model=D_MODEL)
     tc_dir = save_transcoders(tiny_plt_transcoders(), root / "transcoders", model_name="tiny-gpt2")
     spec = ModelSpec(name="tiny", path=str(model_dir), transcoders={"tiny-plt": str(tc_dir)})
-    settings = make_settings(
-        browser_redis_url,
-        worker_models=[spec.model_dump()],
-        default_model="tiny",
-        device="cpu",
-        tracer="attrgraph.worker.torch_tracer:TorchTracer",
-    )
+    settings = torch_tracer_settings(browser_redis_url, spec)
     with ApiServer(settings) as api, WorkerThread(settings, TorchTracer(settings)):
         yield api.url
     clear_prefix(browser_redis_url, settings.key_prefix)
