@@ -26,7 +26,9 @@ MATMUL = {
     "aten::mm",
     "aten::bmm",
     "aten::addmm",
+    "aten::addmm_",  # in place: the linear backward accumulates each head into the layer's gradient
     "aten::baddbmm",
+    "aten::baddbmm_",
     "aten::addbmm",
     "aten::mv",
     "aten::addmv",

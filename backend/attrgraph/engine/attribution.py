@@ -132,7 +132,9 @@ def trace(
         cache = replacement.run(
             torch.tensor(token_ids, device=device),
             exclude_positions=exclude,
-            record=settings.compute_bias_terms,
+            # The patterns and norm scales: the linear backward and the bias terms' replay read them
+            # (autograd keeps the same pattern tensors anyway, so recording costs no memory).
+            record=True,
         )
         report("forward", 1, 1)
         timings["forward_s"] = time.perf_counter() - started

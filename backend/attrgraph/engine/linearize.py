@@ -16,6 +16,7 @@ interventions run "with attention frozen".
 from __future__ import annotations
 
 import contextvars
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -126,7 +127,7 @@ ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, eager_mask)
 
 
 @dataclass(frozen=True)
-class _NormSpec:
+class NormSpec:
     centred: bool  # LayerNorm subtracts the mean; RMSNorm does not
     eps: float
     weight: Tensor | None
@@ -134,12 +135,12 @@ class _NormSpec:
     bias: Tensor | None
 
 
-def _norm_spec(module: nn.Module) -> _NormSpec:
+def _norm_spec(module: nn.Module) -> NormSpec:
     eps = float(getattr(module, "variance_epsilon", getattr(module, "eps", 1e-6)))
     weight = getattr(module, "weight", None)
     bias = getattr(module, "bias", None)
     if isinstance(module, nn.LayerNorm):
-        return _NormSpec(True, eps, weight, 0.0, bias)
+        return NormSpec(True, eps, weight, 0.0, bias)
     # RMSNorm variants differ in whether they scale by w or by (1 + w): ask the module itself.
     d = weight.shape[-1] if isinstance(weight, Tensor) else 8
     probe = torch.randn(3, d, generator=torch.Generator().manual_seed(0)).to(
@@ -149,14 +150,14 @@ def _norm_spec(module: nn.Module) -> _NormSpec:
     with torch.no_grad():
         actual = module.forward(probe).float()  # forward(), not __call__: no hooks (we may be inside one)
     for offset in (0.0, 1.0):
-        spec = _NormSpec(False, eps, weight if isinstance(weight, Tensor) else None, offset, None)
+        spec = NormSpec(False, eps, weight if isinstance(weight, Tensor) else None, offset, None)
         expected = _apply_norm(spec, probe, None).float()
         if torch.allclose(actual, expected, rtol=2e-2, atol=2e-2):
             return spec
     raise UnsupportedModelError(f"cannot linearise norm module {type(module).__name__}")
 
 
-def _apply_norm(spec: _NormSpec, x: Tensor, scale: Tensor | None) -> Tensor:
+def _apply_norm(spec: NormSpec, x: Tensor, scale: Tensor | None) -> Tensor:
     """The norm with its per-position scale 1/denominator given (frozen) or computed here."""
     xf = _upcast(x)
     if spec.centred:
@@ -171,7 +172,16 @@ def _apply_norm(spec: _NormSpec, x: Tensor, scale: Tensor | None) -> Tensor:
     return out.to(x.dtype)
 
 
-_specs: dict[int, _NormSpec] = {}
+# Keyed weakly by module: an id() key could be reused by a later model's norm.
+_specs: weakref.WeakKeyDictionary[nn.Module, NormSpec] = weakref.WeakKeyDictionary()
+
+
+def norm_spec(module: nn.Module) -> NormSpec:
+    """What `module` computes (centred or not, gain, offset, bias), probed once per module."""
+    spec = _specs.get(module)
+    if spec is None:
+        spec = _specs[module] = _norm_spec(module)
+    return spec
 
 
 def normalized_input(module: nn.Module, x: Tensor) -> Tensor:
@@ -180,9 +190,7 @@ def normalized_input(module: nn.Module, x: Tensor) -> Tensor:
     Inside `linearized()` the denominator is the frozen (or replayed) one, so the result stays on the
     linear gradient path; outside it is computed from x.
     """
-    spec = _specs.get(id(module))
-    if spec is None:
-        spec = _specs[id(module)] = _norm_spec(module)
+    spec = norm_spec(module)
     state = _state.get()
     scale = state.norm_scales.get(id(module)) if state is not None and state.replaying else None
     xf = _upcast(x)
@@ -195,7 +203,7 @@ def normalized_input(module: nn.Module, x: Tensor) -> Tensor:
     return (xf * scale).to(x.dtype)
 
 
-def _norm_hook(spec: _NormSpec) -> Any:
+def _norm_hook(spec: NormSpec) -> Any:
     def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Tensor:
         x = args[0]
         state = _state.get()
@@ -225,7 +233,7 @@ def linearized(adapter: ModelAdapter, state: FrozenState | None = None) -> Itera
     try:
         _set_attention(model, ATTENTION_NAME)
         for module in adapter.norm_modules():
-            handles.append(module.register_forward_hook(_norm_hook(_norm_spec(module))))
+            handles.append(module.register_forward_hook(_norm_hook(norm_spec(module))))
         yield state
     finally:
         for handle in handles:

@@ -9,6 +9,7 @@ rows, visited features) because exploration, storage and the final graph all sha
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,11 +18,14 @@ import torch
 from torch import Tensor
 
 from attrgraph.engine.graph import Graph, LogitTarget
+from attrgraph.engine.linear_backward import LinearBackward
 from attrgraph.engine.replacement import ForwardCache, ReplacementModel
 from attrgraph.engine.targets import target_biases, target_directions
 from attrgraph.engine.transcoders.base import TranscoderSet
 
 ProgressCallback = Callable[[str, int, int], None]
+
+log = logging.getLogger("attrgraph.engine")
 
 
 class RowSettings(Protocol):
@@ -84,6 +88,47 @@ class RowBuilder:
         self.cols: list[Tensor] = []
         self.vals: list[Tensor] = []
         self.row_info: dict[int, tuple[float, float, float]] = {}  # key -> (value, abs total, row sum)
+        self.backward = self._linear_backward()
+        self.workspace = _Workspace()
+
+    def _linear_backward(self) -> LinearBackward | None:
+        """The written-out backward pass when this model's layout is known and it agrees with
+        autograd on a logit target and a feature target of this prompt; else None (autograd)."""
+        dtype = self.cache.resid0.dtype
+        compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+        backward = LinearBackward.build(self.rm.adapter, self.rm.transcoders, self.cache.frozen, compute)
+        if backward is None:
+            log.info(
+                "autograd backward: %s's layout is not one the linear backward knows",
+                type(self.rm.model).__name__,
+            )
+            return None
+        probes = [(self.n_layers, torch.tensor([self.n_pos - 1]), self.directions[:1])]
+        if self.n_feat:
+            last = self.n_feat - 1  # a feature of the highest layer with any: the longest path
+            layer = int(self.feat_layer[last])
+            enc = self.rm.transcoders.encoder_vectors(
+                layer, self.feat_idx[last : last + 1].to(self.rm.transcoders.device)
+            )
+            probes.append((layer, self.feat_pos[last : last + 1], enc.float()))
+        tolerance = 1e-3 if compute == dtype else 5e-2
+        for layer, positions, vectors in probes:
+            end = int(positions.max()) + 1
+            expected = self._autograd_gradients(layer, positions, vectors, end)
+            actual = backward.gradients(layer, positions, vectors, end)
+            scale = max(float(g.abs().max()) for g in expected) or 1.0
+            error = max(
+                float((a.float() - e.float()).abs().max()) for a, e in zip(actual, expected, strict=True)
+            )
+            if error > tolerance * scale:
+                log.warning(
+                    "the linear backward disagrees with autograd on %s (%.2e of the largest gradient); "
+                    "using autograd",
+                    type(self.rm.model).__name__,
+                    error / scale,
+                )
+                return None
+        return backward
 
     # -- orchestration ----------------------------------------------------------------------
 
@@ -114,6 +159,7 @@ class RowBuilder:
                 self._feature_rows(batch)
                 done += len(batch)
                 report("features", done, budget)
+        self.workspace.clear()
         if s.compute_bias_terms:
             self._bias_terms = self._compute_bias_terms()
 
@@ -162,72 +208,100 @@ class RowBuilder:
         if budget is None:
             return batch
         resid = self.cache.resid0
-        # Per target: the returned gradients (resid0 and every write site below the target), about
-        # PASS_TEMPORARIES more (injection, backward intermediates) and the dense row with its copies.
-        vectors = min(layer, self.n_layers) + 1 + PASS_TEMPORARIES
-        per_target = self.n_pos * int(resid.shape[-1]) * resid.element_size() * vectors + 16 * self.n_cols
+        # Per target: the returned gradients (resid0 and every write site below the target), a few
+        # more (backward intermediates; autograd's injection) and the dense row with its copies.
+        temporaries = LINEAR_TEMPORARIES if self.backward is not None else AUTOGRAD_TEMPORARIES
+        vectors = min(layer, self.n_layers) + 1 + temporaries
+        element = 4 if self.backward is not None else resid.element_size()
+        per_target = self.n_pos * int(resid.shape[-1]) * max(element, resid.element_size()) * vectors
+        per_target += 16 * self.n_cols
         return max(1, min(batch, (int(budget) << 20) // per_target))
 
     def _rows_pass(self, layer: int, positions: Tensor, vectors: Tensor, keys: list[int]) -> None:
+        # Causal attention: nothing at a position after the last target's reaches the targets, so
+        # sources there have no edges and their dot products are skipped.
+        last = int(positions.max()) + 1
+        grads = self._gradients(layer, positions, vectors, last)  # each (last, B, d_model)
+        batch = len(keys)
+        # Filled column by column (each source block is a contiguous (n, B) slab), then turned into
+        # rows by one blocked transpose: cheaper than writing every block transposed.
+        device = grads[0].device
+        columns = self.workspace.get("columns", (self.n_cols, batch), torch.float32, device).zero_()
+        # One pass over the gradient per position: (last, B, d) @ (last, d, 1).
+        tokens = torch.bmm(grads[0].float(), self.token_embeddings[:last, :, None])  # (last, B, 1)
+        columns[self.token_start : self.token_start + last] = tokens[:, :, 0]
+        del tokens
+        write_grads = [g.float() for g in grads[1:]]
+        del grads
+        for source in range(layer):
+            decoders = self.decoders[source]
+            features, errors = decoders.edges(write_grads[source:layer], last)  # (n, B), (last, B)
+            col = self.error_start + source * self.n_pos
+            columns[col : col + last] = errors
+            begin = self.layer_start[source]
+            columns[begin : begin + features.shape[0]] = features
+        del write_grads
+        rows = self.workspace.get("rows", (batch, self.n_cols), torch.float32, device).copy_(columns.T)
+        del columns
+        self._store(rows, keys)
+
+    def _gradients(self, layer: int, positions: Tensor, vectors: Tensor, last: int) -> list[Tensor]:
+        """[resid0, write site 0, ..., write site layer-1] gradients, each (last, B, d_model)."""
+        if self.backward is not None:
+            return self.backward.gradients(layer, positions, vectors, last)
+        return self._autograd_gradients(layer, positions, vectors, last)
+
+    def _autograd_gradients(self, layer: int, positions: Tensor, vectors: Tensor, last: int) -> list[Tensor]:
         cache = self.cache
         out = cache.final_hidden if layer == self.n_layers else cache.tc_inputs[layer]
-        batch = len(keys)
+        batch = int(vectors.shape[0])
         inject = torch.zeros((batch, *out.shape), dtype=out.dtype, device=out.device)  # (B, 1, pos, d)
         inject[torch.arange(batch, device=out.device), 0, positions.to(out.device)] = vectors.to(out.dtype)
         inputs = [cache.resid0, *cache.write_leaves[:layer]]
         grads = torch.autograd.grad(
             [out], inputs, grad_outputs=[inject], retain_graph=True, is_grads_batched=True, allow_unused=True
         )
-        del inject
-        # Causal attention: nothing at a position after the last target's reaches the targets, so
-        # sources there have no edges and their dot products are skipped.
-        last = int(positions.max()) + 1
-        rows = torch.zeros(batch, self.n_cols, device=out.device)
-        g0 = _grad_or_zeros(grads[0], out)[:, 0, :last].float()  # (B, last, d_model)
-        # One pass over the gradient per position: (last, B, d) @ (last, d, 1).
-        tokens = torch.bmm(g0.transpose(0, 1), self.token_embeddings[:last, :, None])  # (last, B, 1)
-        rows[:, self.token_start : self.token_start + last] = tokens[:, :, 0].T
-        del g0, tokens
-        write_grads = [_grad_or_zeros(g, out)[:, 0, :last].float() for g in grads[1:]]
-        del grads
-        for source in range(layer):
-            decoders = self.decoders[source]
-            features, errors = decoders.edges(write_grads[source:layer], last)  # (n, B), (last, B)
-            col = self.error_start + source * self.n_pos
-            rows[:, col : col + last] = errors.T
-            begin = self.layer_start[source]
-            rows[:, begin : begin + features.shape[0]] = features.T
-        del write_grads
-        self._store(rows, keys)
+        return [_grad_or_zeros(g, out)[:, 0, :last].transpose(0, 1) for g in grads]
 
     def _store(self, rows: Tensor, keys: list[int]) -> None:
         cap = self.settings.max_edges_per_target
-        abs_rows = rows.abs()
-        # float64: the dropped remainder is a difference of two sums of many terms.
-        totals = abs_rows.sum(1, dtype=torch.float64)
-        sums = rows.sum(1, dtype=torch.float64)
+        abs_rows = torch.abs(rows, out=self.workspace.get("abs", rows.shape, rows.dtype, rows.device))
+        totals = abs_rows.sum(1)
         if cap is not None and cap < rows.shape[1]:
-            # Sorted, so each row's edges stay in column order; some may point at zeros.
-            top = abs_rows.topk(cap, dim=1, sorted=False).indices.sort(dim=1).values  # (B, cap)
+            # Keep entries at least as large as each row's cap-th largest |value|: a mask, so the
+            # kept edges come out in column order without sorting. A tie at that value could keep
+            # more than `cap`; those rows (rare) take exactly the top `cap` instead.
+            threshold = abs_rows.topk(cap, dim=1, sorted=False).values.amin(1, keepdim=True)
+            # Zeros are never edges: a threshold of 0 (fewer nonzeros than `cap`) becomes the
+            # smallest normal float (subnormal edges, if any, go to the dropped remainder).
+            keep = torch.ge(
+                abs_rows,
+                threshold.clamp_min_(torch.finfo(abs_rows.dtype).tiny),
+                out=self.workspace.get("keep", rows.shape, torch.bool, rows.device),
+            )
             del abs_rows
-            top_vals = rows.gather(1, top)
-            row_idx, slot = (top_vals != 0).nonzero(as_tuple=True)  # row-major: rows stay together
-            cols, vals = top[row_idx, slot], top_vals[row_idx, slot]
-            kept = torch.zeros_like(sums).index_add_(0, row_idx, vals.double())
-            dropped = sums - kept
+            row_idx, cols = keep.nonzero(as_tuple=True)  # row-major: rows stay together
+            over = torch.bincount(row_idx, minlength=rows.shape[0]) > cap
+            if bool(over.any()):
+                rows_over = over.nonzero(as_tuple=True)[0]
+                exact = torch.zeros_like(keep[rows_over])
+                exact.scatter_(1, rows[rows_over].abs().topk(cap, dim=1).indices, True)
+                keep[rows_over] = exact & keep[rows_over]
+                row_idx, cols = keep.nonzero(as_tuple=True)
+            vals = rows[row_idx, cols]
+            # What a row drops, summed directly (no cancellation between two large sums).
+            dropped = rows.masked_fill_(keep, 0).sum(1).double()
         else:
             del abs_rows
             row_idx, cols = rows.nonzero(as_tuple=True)
             vals = rows[row_idx, cols]
-            # Every nonzero is kept: exactly nothing dropped. The difference of the two float64 sums
-            # would be rounding noise whose size depends on the summation order (threads).
-            dropped = torch.zeros_like(sums)
+            dropped = torch.zeros(rows.shape[0], dtype=torch.float64)  # every nonzero is kept
         # int32 indices while building: edges dominate memory on long prompts.
         key_tensor = torch.tensor(keys, dtype=torch.int32)
         self.keys.append(key_tensor[row_idx.cpu()])
         self.cols.append(cols.to(device="cpu", dtype=torch.int32))
         self.vals.append(vals.float().cpu())
-        for key, total, lost in zip(keys, totals.tolist(), dropped.tolist(), strict=True):
+        for key, total, lost in zip(keys, totals.double().tolist(), dropped.tolist(), strict=True):
             self.row_info[key] = (0.0, total, lost)
 
     # -- influence-guided exploration -------------------------------------------------------
@@ -286,45 +360,67 @@ class RowBuilder:
 
     # -- the final graph ----------------------------------------------------------------------
 
+    def _assemble_edges(self, remap: Tensor) -> tuple[Tensor, Tensor]:
+        """(n_edges, 2) [target, source] node indices (-1: a feature that is not a node) and weights.
+
+        Written chunk by chunk into the final tensors, each stored chunk freed as it goes: full-size
+        intermediate copies would cost gigabytes (and their page faults) at tens of millions of
+        edges. index_select takes the int32 keys as they are.
+        """
+        chunks = list(zip(self.keys, self.cols, self.vals, strict=True))
+        self.keys.clear()
+        self.cols.clear()
+        self.vals.clear()
+        n_edges = sum(int(cols.numel()) for _, cols, _ in chunks)
+        edges = torch.empty((n_edges, 2), dtype=torch.long)
+        weights = torch.empty(n_edges)
+        offset = 0
+        chunks.reverse()
+        while chunks:
+            keys, cols, vals = chunks.pop()
+            end = offset + int(cols.numel())
+            edges[offset:end, 0] = torch.index_select(remap, 0, keys)
+            edges[offset:end, 1] = torch.index_select(remap, 0, cols)
+            weights[offset:end] = vals
+            offset = end
+            del keys, cols, vals
+        return edges, weights
+
     def graph(self, *, prompt: str, tokens: list[str], model_id: str, transcoder_id: str) -> Graph:
         selected = self.visited.nonzero(as_tuple=True)[0]
         n_sel = int(selected.numel())
         n_logits = len(self.targets)
-        # Build keys -> final node indices.
-        remap = torch.full((self.n_cols + n_logits,), -1, dtype=torch.int32)
+        # Build keys -> final node indices. index_select takes the int32 keys as they are (plain
+        # indexing would first copy every one of them to int64).
+        remap = torch.full((self.n_cols + n_logits,), -1, dtype=torch.long)
         n_nodes = n_sel + self.n_cols - self.n_feat + n_logits
-        remap[selected] = torch.arange(n_sel, dtype=torch.int32)
-        remap[self.n_feat :] = torch.arange(n_sel, n_nodes, dtype=torch.int32)  # errors, tokens, logits
-        targets = remap[torch.cat(self.keys)]
-        self.keys.clear()
-        sources = remap[torch.cat(self.cols)]
-        self.cols.clear()
-        vals = torch.cat(self.vals)
-        self.vals.clear()
-        kept = sources >= 0
+        remap[selected] = torch.arange(n_sel)
+        remap[self.n_feat :] = torch.arange(n_sel, n_nodes)  # errors, tokens, logits
+        edges, weights = self._assemble_edges(remap)
+        kept = edges[:, 1] >= 0  # edges from features that did not become nodes are dropped
+        # Edges from features that did not become nodes move into `unexplored` too.
+        outside = torch.zeros(n_nodes, dtype=torch.float64)
+        if not bool(kept.all()):
+            outside.index_add_(0, edges[~kept, 0], weights[~kept].double())
+            edges, weights = edges[kept], weights[kept]
+        del kept
         target_values = torch.zeros(n_nodes)
         abs_totals = torch.zeros(n_nodes)
         unexplored = torch.zeros(n_nodes)
         bias_terms = torch.zeros(n_nodes)
         biases = getattr(self, "_bias_terms", {})
-        # Edges from features that did not become nodes move into `unexplored` too.
-        outside = torch.zeros(n_nodes, dtype=torch.float64).index_add_(
-            0, targets[~kept], vals[~kept].double()
+        info_keys = torch.tensor(list(self.row_info), dtype=torch.long)
+        info = torch.tensor(list(self.row_info.values()), dtype=torch.float64).reshape(-1, 3)
+        nodes = remap[info_keys]
+        target_values[nodes] = info[:, 0].float()
+        abs_totals[nodes] = info[:, 1].float()
+        unexplored[nodes] = (info[:, 2] + outside[nodes]).float()
+        bias_terms[nodes] = torch.tensor(
+            [biases.get(key, float("nan")) for key in self.row_info], dtype=torch.float32
         )
-        for key, (value, abs_total, dropped) in self.row_info.items():
-            node = int(remap[key])
-            target_values[node] = value
-            abs_totals[node] = abs_total
-            unexplored[node] = dropped + float(outside[node])
-            bias_terms[node] = biases.get(key, float("nan"))
         features = torch.stack(
             [self.feat_layer[selected], self.feat_pos[selected], self.feat_idx[selected]], 1
         )
-        if bool(kept.all()):
-            edges, weights = torch.stack([targets, sources], 1).long(), vals
-        else:
-            edges, weights = torch.stack([targets[kept], sources[kept]], 1).long(), vals[kept]
-        del targets, sources
         return Graph(
             prompt=prompt,
             token_ids=[int(t) for t in self.cache.token_ids.tolist()],
@@ -345,11 +441,14 @@ class RowBuilder:
                 "n_active_features": self.n_feat,
                 "n_feature_nodes": n_sel,
                 "n_edges": int(weights.numel()),
+                "backward": "linear" if self.backward is not None else "autograd",
             },
         )
 
 
-PASS_TEMPORARIES = 8  # d_model vectors per position held by a backward pass besides its gradients
+# d_model vectors per position and target held by a backward pass besides its gradients.
+LINEAR_TEMPORARIES = 2  # the layer being accumulated, the float32 copies of the edge products
+AUTOGRAD_TEMPORARIES = 8  # the injection and autograd's intermediates
 
 
 @dataclass
@@ -384,16 +483,41 @@ class _PaddedDecoders:
         return cls(blocks, acts.positions, slots, before)
 
     def edges(self, grads: list[Tensor], last: int) -> tuple[Tensor, Tensor]:
-        """grads[o]: (B, last, d_model) at output layer source+o -> edge weights from the features
+        """grads[o]: (last, B, d_model) at output layer source+o -> edge weights from the features
         at positions < last (n, B) and from the errors (last, B)."""
         total: Tensor | None = None
         for o, g in enumerate(grads[: self.blocks.shape[2]]):
             # (last, B, d) @ (last, d, slots) -> (last, B, slots)
-            part = torch.bmm(g.transpose(0, 1), self.blocks[:last, :, o].transpose(1, 2))
+            part = torch.bmm(g, self.blocks[:last, :, o].transpose(1, 2))
             total = part if total is None else total.add_(part)
         assert total is not None
         n = int(self.before[last])
         return total[self.positions[:n], :, self.slots[:n]], total[:, :, 0]
+
+
+class _Workspace:
+    """Buffers reused by every backward pass of a trace, as views of the size each pass needs.
+
+    A fresh multi-megabyte tensor per pass costs more in page faults than in arithmetic on CPU: the
+    allocator hands large blocks back to the system when they are freed and gets zeroed pages
+    again for the next pass.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+        size = 1
+        for extent in shape:
+            size *= extent
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.numel() < size or buffer.dtype != dtype or buffer.device != device:
+            self._buffers.pop(name, None)  # freed before the larger one is allocated
+            buffer = self._buffers[name] = torch.empty(size, dtype=dtype, device=device)
+        return buffer[:size].view(shape)
+
+    def clear(self) -> None:
+        self._buffers.clear()
 
 
 def _grad_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
