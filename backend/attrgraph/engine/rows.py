@@ -72,6 +72,19 @@ class RowBuilder:
         self.error_start = self.n_feat
         self.token_start = self.n_feat + self.n_layers * self.n_pos
         self.n_cols = self.token_start + self.n_pos
+        # Dense rows use another column order, [tokens | layer 0 features, errors | layer 1 ...]: a
+        # target at layer L has sources below L only, so its rows are a prefix of `dense_width[L]`
+        # columns and every per-row pass (fill, transpose, top-k, mask) skips the rest.
+        self.dense_base: list[int] = []  # where each source layer's block starts
+        order = [torch.arange(self.token_start, self.n_cols)]
+        width = self.n_pos
+        for layer in range(self.n_layers):
+            self.dense_base.append(width)
+            order.append(torch.arange(self.layer_start[layer], self.layer_start[layer + 1]))
+            order.append(torch.arange(self.n_pos) + self.error_start + layer * self.n_pos)
+            width += self.layer_start[layer + 1] - self.layer_start[layer] + self.n_pos
+        self.dense_width = [*self.dense_base, width]  # prefix width for a target at each layer
+        self.dense_to_key = torch.cat(order)  # (n_cols,) dense column -> build key
         # Excluded (BOS) positions have no error sources: position 0 sees only BOS, so its MLP
         # outputs are the same for every prompt and belong in the bias, as in circuit-tracer.
         errors = [e.float() for e in cache.errors]
@@ -84,9 +97,7 @@ class RowBuilder:
         self.token_embeddings = cache.token_embeddings.float()  # (pos, d_model)
         self.directions = target_directions(rm.adapter.unembed_weight, targets).to(cache.final_hidden.device)
         self.visited = torch.zeros(self.n_feat, dtype=torch.bool)
-        self.keys: list[Tensor] = []  # per stored row: (kept,) target key
-        self.cols: list[Tensor] = []
-        self.vals: list[Tensor] = []
+        self.edges = _EdgeStore(self._edge_bound())  # [target key, source column] pairs, weights
         self.row_info: dict[int, tuple[float, float, float]] = {}  # key -> (value, abs total, row sum)
         self.backward = self._linear_backward()
         self.workspace = _Workspace()
@@ -226,24 +237,37 @@ class RowBuilder:
         # Filled column by column (each source block is a contiguous (n, B) slab), then turned into
         # rows by one blocked transpose: cheaper than writing every block transposed.
         device = grads[0].device
-        columns = self.workspace.get("columns", (self.n_cols, batch), torch.float32, device).zero_()
+        width = self.dense_width[min(layer, self.n_layers)]
+        columns = self.workspace.get("columns", (width, batch), torch.float32, device).zero_()
         # One pass over the gradient per position: (last, B, d) @ (last, d, 1).
         tokens = torch.bmm(grads[0].float(), self.token_embeddings[:last, :, None])  # (last, B, 1)
-        columns[self.token_start : self.token_start + last] = tokens[:, :, 0]
+        columns[:last] = tokens[:, :, 0]
         del tokens
         write_grads = [g.float() for g in grads[1:]]
         del grads
         for source in range(layer):
-            decoders = self.decoders[source]
-            features, errors = decoders.edges(write_grads[source:layer], last)  # (n, B), (last, B)
-            col = self.error_start + source * self.n_pos
-            columns[col : col + last] = errors
-            begin = self.layer_start[source]
+            features, errors = self.decoders[source].edges(
+                write_grads[source:layer], last
+            )  # (n, B), (last, B)
+            begin = self.dense_base[source]
             columns[begin : begin + features.shape[0]] = features
+            begin += self.layer_start[source + 1] - self.layer_start[source]
+            columns[begin : begin + last] = errors
         del write_grads
-        rows = self.workspace.get("rows", (batch, self.n_cols), torch.float32, device).copy_(columns.T)
+        rows = self.workspace.get("rows", (batch, width), torch.float32, device).copy_(columns.T)
         del columns
-        self._store(rows, keys)
+        self._store(rows, keys, self._reachable(layer, positions))
+
+    def _reachable(self, layer: int, positions: Tensor) -> Tensor:
+        """(B,) how many columns can be nonzero in each row: sources below the target's layer at
+        positions up to its own (an upper bound; rows within the edge cap need no top-k)."""
+        if layer >= self.n_layers:
+            return torch.full((positions.numel(),), self.n_cols)
+        upto = positions.cpu() + 1
+        count = upto * (layer + 1)  # errors of the layers below, and tokens
+        for source in range(layer):
+            count += self.decoders[source].before.cpu()[upto]
+        return count
 
     def _gradients(self, layer: int, positions: Tensor, vectors: Tensor, last: int) -> list[Tensor]:
         """[resid0, write site 0, ..., write site layer-1] gradients, each (last, B, d_model)."""
@@ -263,44 +287,59 @@ class RowBuilder:
         )
         return [_grad_or_zeros(g, out)[:, 0, :last].transpose(0, 1) for g in grads]
 
-    def _store(self, rows: Tensor, keys: list[int]) -> None:
+    def _store(self, rows: Tensor, keys: list[int], reachable: Tensor | None = None) -> None:
+        """Keep each row's nonzero entries, or with `max_edges_per_target` its largest; record what
+        is dropped. rows: (B, width) in the dense column order (a prefix of it); reachable: (B,) an
+        upper bound on each row's nonzeros (default: every column)."""
         cap = self.settings.max_edges_per_target
         abs_rows = torch.abs(rows, out=self.workspace.get("abs", rows.shape, rows.dtype, rows.device))
         totals = abs_rows.sum(1)
-        if cap is not None and cap < rows.shape[1]:
+        dropped = torch.zeros(rows.shape[0], dtype=torch.float64)
+        over_cap = (
+            torch.zeros(rows.shape[0], dtype=torch.bool)
+            if cap is None or cap >= rows.shape[1]
+            else torch.ones(rows.shape[0], dtype=torch.bool)
+            if reachable is None
+            else reachable > cap
+        )
+        if bool(over_cap.any()):
+            assert cap is not None
             # Keep entries at least as large as each row's cap-th largest |value|: a mask, so the
             # kept edges come out in column order without sorting. A tie at that value could keep
-            # more than `cap`; those rows (rare) take exactly the top `cap` instead.
-            threshold = abs_rows.topk(cap, dim=1, sorted=False).values.amin(1, keepdim=True)
-            # Zeros are never edges: a threshold of 0 (fewer nonzeros than `cap`) becomes the
-            # smallest normal float (subnormal edges, if any, go to the dropped remainder).
+            # more than `cap`; those rows (rare) take exactly the top `cap` instead. Rows that cannot
+            # exceed the cap keep every nonzero (the smallest positive float as their threshold).
+            threshold = torch.full((rows.shape[0], 1), _SMALLEST_POSITIVE, device=rows.device)
+            capped = over_cap.nonzero(as_tuple=True)[0].to(rows.device)
+            candidates = abs_rows if capped.numel() == rows.shape[0] else abs_rows[capped]
+            kth = candidates.topk(cap, dim=1, sorted=False).values.amin(1, keepdim=True)
+            threshold[capped] = kth.clamp_min_(_SMALLEST_POSITIVE)
+            del candidates
             keep = torch.ge(
-                abs_rows,
-                threshold.clamp_min_(torch.finfo(abs_rows.dtype).tiny),
-                out=self.workspace.get("keep", rows.shape, torch.bool, rows.device),
+                abs_rows, threshold, out=self.workspace.get("keep", rows.shape, torch.bool, rows.device)
             )
             del abs_rows
-            row_idx, cols = keep.nonzero(as_tuple=True)  # row-major: rows stay together
+            flat, row_idx, cols = _nonzero_entries(keep)
             over = torch.bincount(row_idx, minlength=rows.shape[0]) > cap
             if bool(over.any()):
                 rows_over = over.nonzero(as_tuple=True)[0]
                 exact = torch.zeros_like(keep[rows_over])
                 exact.scatter_(1, rows[rows_over].abs().topk(cap, dim=1).indices, True)
                 keep[rows_over] = exact & keep[rows_over]
-                row_idx, cols = keep.nonzero(as_tuple=True)
-            vals = rows[row_idx, cols]
-            # What a row drops, summed directly (no cancellation between two large sums).
-            dropped = rows.masked_fill_(keep, 0).sum(1).double()
+                flat, row_idx, cols = _nonzero_entries(keep)
+            vals = rows.view(-1)[row_idx * rows.shape[1] + cols]
+            # What a capped row drops, summed directly (no cancellation between two large sums).
+            if capped.numel() == rows.shape[0]:
+                dropped = rows.masked_fill_(keep, 0).sum(1).double().cpu()
+            else:
+                dropped[capped.cpu()] = rows[capped].masked_fill_(keep[capped], 0).sum(1).double().cpu()
         else:
             del abs_rows
-            row_idx, cols = rows.nonzero(as_tuple=True)
-            vals = rows[row_idx, cols]
-            dropped = torch.zeros(rows.shape[0], dtype=torch.float64)  # every nonzero is kept
-        # int32 indices while building: edges dominate memory on long prompts.
-        key_tensor = torch.tensor(keys, dtype=torch.int32)
-        self.keys.append(key_tensor[row_idx.cpu()])
-        self.cols.append(cols.to(device="cpu", dtype=torch.int32))
-        self.vals.append(vals.float().cpu())
+            flat, row_idx, cols = _nonzero_entries(rows)
+            vals = rows.view(-1)[flat]
+        # Dense columns -> build keys.
+        self.edges.append(
+            torch.tensor(keys)[row_idx.cpu()], self.dense_to_key[cols.cpu()], vals.float().cpu()
+        )
         for key, total, lost in zip(keys, totals.double().tolist(), dropped.tolist(), strict=True):
             self.row_info[key] = (0.0, total, lost)
 
@@ -308,7 +347,8 @@ class RowBuilder:
 
     def _influence_estimate(self) -> Tensor:
         """Estimated influence on the logits of every feature column, from the rows so far."""
-        keys, cols, vals = torch.cat(self.keys), torch.cat(self.cols), torch.cat(self.vals)
+        pairs, vals = self.edges.filled()
+        keys, cols = pairs[:, 0], pairs[:, 1]
         size = self.n_cols + len(self.targets)
         totals = torch.zeros(size)
         for key, (_, abs_total, _) in self.row_info.items():
@@ -360,43 +400,35 @@ class RowBuilder:
 
     # -- the final graph ----------------------------------------------------------------------
 
-    def _assemble_edges(self, remap: Tensor) -> tuple[Tensor, Tensor]:
-        """(n_edges, 2) [target, source] node indices (-1: a feature that is not a node) and weights.
+    def _edge_bound(self) -> int:
+        """The most edges this trace can keep (each target: its cap, or every column)."""
+        s = self.settings
+        budget = self.n_feat if s.max_feature_nodes is None else min(s.max_feature_nodes, self.n_feat)
+        per_row = self.n_cols if s.max_edges_per_target is None else min(s.max_edges_per_target, self.n_cols)
+        return (budget + len(self.targets)) * per_row
 
-        Written chunk by chunk into the final tensors, each stored chunk freed as it goes: full-size
-        intermediate copies would cost gigabytes (and their page faults) at tens of millions of
-        edges. index_select takes the int32 keys as they are.
-        """
-        chunks = list(zip(self.keys, self.cols, self.vals, strict=True))
-        self.keys.clear()
-        self.cols.clear()
-        self.vals.clear()
-        n_edges = sum(int(cols.numel()) for _, cols, _ in chunks)
-        edges = torch.empty((n_edges, 2), dtype=torch.long)
-        weights = torch.empty(n_edges)
-        offset = 0
-        chunks.reverse()
-        while chunks:
-            keys, cols, vals = chunks.pop()
-            end = offset + int(cols.numel())
-            edges[offset:end, 0] = torch.index_select(remap, 0, keys)
-            edges[offset:end, 1] = torch.index_select(remap, 0, cols)
-            weights[offset:end] = vals
-            offset = end
-            del keys, cols, vals
-        return edges, weights
+    def _node_edges(self, remap: Tensor) -> tuple[Tensor, Tensor]:
+        """(n_edges, 2) [target, source] node indices (-1: a feature that is not a node) and weights,
+        remapped in place from build keys, a slice at a time (a full-size index temporary would be
+        gigabytes at tens of millions of edges)."""
+        pairs, weights = self.edges.filled()
+        step = 1 << 20
+        for start in range(0, int(pairs.shape[0]), step):
+            part = pairs[start : start + step]
+            part[:, 0] = torch.index_select(remap, 0, part[:, 0])
+            part[:, 1] = torch.index_select(remap, 0, part[:, 1])
+        return pairs, weights
 
     def graph(self, *, prompt: str, tokens: list[str], model_id: str, transcoder_id: str) -> Graph:
         selected = self.visited.nonzero(as_tuple=True)[0]
         n_sel = int(selected.numel())
         n_logits = len(self.targets)
-        # Build keys -> final node indices. index_select takes the int32 keys as they are (plain
-        # indexing would first copy every one of them to int64).
+        # Build keys -> final node indices.
         remap = torch.full((self.n_cols + n_logits,), -1, dtype=torch.long)
         n_nodes = n_sel + self.n_cols - self.n_feat + n_logits
         remap[selected] = torch.arange(n_sel)
         remap[self.n_feat :] = torch.arange(n_sel, n_nodes)  # errors, tokens, logits
-        edges, weights = self._assemble_edges(remap)
+        edges, weights = self._node_edges(remap)
         kept = edges[:, 1] >= 0  # edges from features that did not become nodes are dropped
         # Edges from features that did not become nodes move into `unexplored` too.
         outside = torch.zeros(n_nodes, dtype=torch.float64)
@@ -446,6 +478,7 @@ class RowBuilder:
         )
 
 
+_SMALLEST_POSITIVE = float(torch.finfo(torch.float32).smallest_normal) * 2.0**-23  # least subnormal
 # d_model vectors per position and target held by a backward pass besides its gradients.
 LINEAR_TEMPORARIES = 2  # the layer being accumulated, the float32 copies of the edge products
 AUTOGRAD_TEMPORARIES = 8  # the injection and autograd's intermediates
@@ -487,12 +520,47 @@ class _PaddedDecoders:
         at positions < last (n, B) and from the errors (last, B)."""
         total: Tensor | None = None
         for o, g in enumerate(grads[: self.blocks.shape[2]]):
-            # (last, B, d) @ (last, d, slots) -> (last, B, slots)
-            part = torch.bmm(g, self.blocks[:last, :, o].transpose(1, 2))
+            # (last, slots, d) @ (last, d, B) -> (last, slots, B): each edge row is a contiguous B.
+            part = torch.bmm(self.blocks[:last, :, o], g.transpose(1, 2))
             total = part if total is None else total.add_(part)
         assert total is not None
         n = int(self.before[last])
-        return total[self.positions[:n], :, self.slots[:n]], total[:, :, 0]
+        return total[self.positions[:n], self.slots[:n]], total[:, 0]
+
+
+class _EdgeStore:
+    """Kept edges as rows are computed, already in the graph's layout: (n, 2) int64 [target key,
+    source column] pairs and float32 weights, so the graph is built in place rather than by
+    concatenating copies (each a fresh gigabyte at tens of millions of edges: memory and page faults).
+
+    The first buffers are sized from an upper bound on the trace's edges (at most INITIAL_EDGES):
+    pages never written cost no memory. A buffer that fills up is replaced by one twice as large.
+    """
+
+    INITIAL_EDGES = 1 << 26
+
+    def __init__(self, bound: int) -> None:
+        capacity = max(1, min(bound, self.INITIAL_EDGES))
+        self.pairs = torch.empty((capacity, 2), dtype=torch.long)
+        self.weights = torch.empty(capacity)
+        self.size = 0
+
+    def append(self, keys: Tensor, cols: Tensor, vals: Tensor) -> None:
+        end = self.size + int(cols.numel())
+        if end > self.pairs.shape[0]:
+            capacity = max(end, 2 * int(self.pairs.shape[0]))
+            pairs, weights = torch.empty((capacity, 2), dtype=torch.long), torch.empty(capacity)
+            pairs[: self.size] = self.pairs[: self.size]
+            weights[: self.size] = self.weights[: self.size]
+            self.pairs, self.weights = pairs, weights
+        self.pairs[self.size : end, 0] = keys
+        self.pairs[self.size : end, 1] = cols
+        self.weights[self.size : end] = vals
+        self.size = end
+
+    def filled(self) -> tuple[Tensor, Tensor]:
+        """Views of the stored pairs (n, 2) and weights (n,)."""
+        return self.pairs[: self.size], self.weights[: self.size]
 
 
 class _Workspace:
@@ -518,6 +586,14 @@ class _Workspace:
 
     def clear(self) -> None:
         self._buffers.clear()
+
+
+def _nonzero_entries(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Flat indices, rows and columns of a contiguous matrix's nonzero entries, row-major (rows stay
+    together): one flat nonzero, cheaper than the two-column form."""
+    flat = matrix.view(-1).nonzero().squeeze(1)
+    rows = torch.div(flat, matrix.shape[1], rounding_mode="floor")
+    return flat, rows, flat - rows * matrix.shape[1]
 
 
 def _grad_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
