@@ -9,7 +9,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis
 
+from attrgraph.format.synthetic import synthetic_graph
+from attrgraph.protocol import store as store_module
+from attrgraph.protocol import stored_graph
+from attrgraph.protocol.keys import Keys
+from attrgraph.protocol.store import GraphWriter
+from attrgraph.settings import Settings
 from tests.support.services import WorkerThread, http, sse_events, torch_tracer_settings, wait_until
 
 
@@ -128,6 +135,25 @@ def test_graph_gzip_bytes_are_served_as_stored(api: str, worker: WorkerThread) -
         compressed = b"".join(response.iter_raw())
         response.close()
     assert orjson.loads(gzip.decompress(compressed))["metadata"]["prompt"] == "x y"
+
+
+def test_a_graph_larger_than_a_read_piece_streams_whole_either_encoding(
+    api: str, settings: Settings, rclient: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "READ_CHUNK_BYTES", 8 << 10)
+    document = synthetic_graph("streamed", [f"t{i}" for i in range(30)], n_features=600, seed=5)
+    graph_id = f"{91:032x}"
+    meta, gz, nodes = stored_graph.encode(document, graph_id=graph_id, model="fake", transcoders="fake-tc")
+    assert len(gz) > 4 * store_module.READ_CHUNK_BYTES
+    GraphWriter(rclient, Keys(settings.key_prefix), cache_bytes=1 << 30).put(meta, gz, nodes)
+    with httpx.Client() as client:
+        with client.stream("GET", f"{api}/api/graphs/{graph_id}", headers={"Accept-Encoding": "gzip"}) as r:
+            assert r.headers["content-encoding"] == "gzip" and int(r.headers["content-length"]) == len(gz)
+            assert b"".join(r.iter_raw()) == gz
+        plain = client.get(f"{api}/api/graphs/{graph_id}", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.content == gzip.decompress(gz)
+    assert plain.headers.get("transfer-encoding") == "chunked"  # streamed, not built in memory
 
 
 # --- chat prompts ----------------------------------------------------------------------------------

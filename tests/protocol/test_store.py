@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
+from collections.abc import AsyncIterator
 
+import pytest
 import redis
 import redis.asyncio as aioredis
 
 from attrgraph.format.synthetic import synthetic_graph
+from attrgraph.protocol import store as store_module
 from attrgraph.protocol import stored_graph
 from attrgraph.protocol.keys import Keys
 from attrgraph.protocol.schemas import GraphSummary
@@ -93,3 +97,56 @@ def test_node_index_has_every_edge_once() -> None:
     incoming = sum(len(orjson.loads(v)["incoming"]) for v in index.values())
     outgoing = sum(len(orjson.loads(v)["outgoing"]) for v in index.values())
     assert incoming == outgoing == len(document["links"])
+
+
+def test_large_graphs_are_read_a_piece_at_a_time(
+    settings: Settings, rclient: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "READ_CHUNK_BYTES", 32 << 10)
+    keys = Keys(settings.key_prefix)
+    document = synthetic_graph("a big prompt", [f"t{i}" for i in range(40)], n_features=1000, seed=3)
+    meta, gz, nodes = stored_graph.encode(
+        document, graph_id=f"{77:032x}", model="fake", transcoders="fake-tc"
+    )
+    assert len(gz) > 2 * store_module.READ_CHUNK_BYTES  # several pieces
+    GraphWriter(rclient, keys, cache_bytes=1 << 30).put(meta, gz, nodes)
+
+    async def read() -> tuple[list[bytes], bytes, str]:
+        client = aioredis.Redis.from_url(settings.redis_url or "")
+        store = GraphStore(client, keys)
+        stored = await store.open_compressed(meta.graph_id)
+        assert stored is not None and stored.size == len(gz)
+        pieces = [piece async for piece in stored.chunks()]
+        inflated = b"".join([p async for p in stored_graph.decompress_chunks(stored.chunks())])
+        assert await store.open_compressed("f" * 32) is None
+        # Evicted after the first piece: the reader fails instead of ending early.
+        gone = await store.open_compressed(meta.graph_id)
+        assert gone is not None
+        error = ""
+        try:
+            async for _ in gone.chunks():
+                await client.delete(keys.graph(meta.graph_id))
+        except store_module.GraphGoneError as exc:
+            error = str(exc)
+        await client.aclose()
+        return pieces, inflated, error
+
+    pieces, inflated, error = asyncio.run(read())
+    assert len(pieces) > 2 and all(len(p) <= store_module.READ_CHUNK_BYTES for p in pieces)
+    assert b"".join(pieces) == gz
+    assert inflated == gzip.decompress(gz)
+    assert "evicted" in error
+
+
+def test_a_truncated_gzip_stream_is_an_error() -> None:
+    payload = stored_graph.compress(b'{"nodes": []}' * 1000)
+
+    async def inflate(data: bytes) -> bytes:
+        async def pieces() -> AsyncIterator[bytes]:
+            yield data
+
+        return b"".join([p async for p in stored_graph.decompress_chunks(pieces())])
+
+    assert asyncio.run(inflate(payload)) == b'{"nodes": []}' * 1000
+    with pytest.raises(ValueError, match="truncated"):
+        asyncio.run(inflate(payload[:-20]))

@@ -13,7 +13,7 @@ graph:{id}:refs, leaves the LRU and is never evicted until its last reference is
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -158,6 +158,31 @@ class GraphWriter:
         return stored
 
 
+READ_CHUNK_BYTES = 1 << 20
+
+
+class GraphGoneError(RuntimeError):
+    """A graph was evicted while it was being read."""
+
+
+class StoredBytes:
+    """One stored value read a piece at a time."""
+
+    def __init__(self, client: aioredis.Redis, key: str, size: int) -> None:
+        self.r, self.key, self.size = client, key, size
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for start in range(0, self.size, READ_CHUNK_BYTES):
+            end = min(start + READ_CHUNK_BYTES, self.size)
+            piece = await self.r.getrange(self.key, start, end - 1)
+            assert isinstance(piece, bytes)  # the API client does not decode responses
+            if len(piece) != end - start:
+                # Evicted mid-read (graphs are immutable, so a short piece can only mean gone):
+                # abort rather than send a truncated body as if it were whole.
+                raise GraphGoneError(f"{self.key} was evicted while it was read")
+            yield piece
+
+
 class GraphStore:
     """The API's side: fetch graphs, nodes and lists; pin and unpin; store an imported graph."""
 
@@ -181,6 +206,18 @@ class GraphStore:
         stored = bool(await self._commit(keys=put.commit_keys, args=put.commit_args))
         await self._evict(keys=put.evict_keys, args=put.evict_args)
         return stored
+
+    async def open_compressed(self, graph_id: str) -> StoredBytes | None:
+        """The gzip bytes as pieces of at most READ_CHUNK_BYTES (GETRANGE), so a fetch holds one
+        piece at a time however big the graph; refreshes the graph's LRU place. None if absent."""
+        key = self.keys.graph(graph_id)
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.strlen(key)
+            pipe.zadd(self.keys.graphs_lru, {graph_id: time.time()}, xx=True)  # XX: pinned stay out
+            size, _ = await pipe.execute()
+        if not size:
+            return None
+        return StoredBytes(self.r, key, int(size))
 
     async def get_compressed(self, graph_id: str) -> bytes | None:
         """The gzip bytes, refreshing the graph's LRU place in the same round trip."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import gzip
 import re
 import time
+import zlib
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -28,6 +30,24 @@ def compress(payload: bytes) -> bytes:
 
 def decompress(payload: bytes) -> bytes:
     return gzip.decompress(payload)
+
+
+async def decompress_chunks(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Inflate a gzip stream piece by piece (each output piece at most INFLATE_CHUNK_BYTES)."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip header and trailer
+    async for piece in pieces:
+        data = inflater.decompress(piece, INFLATE_CHUNK_BYTES)
+        while data:
+            yield data
+            data = inflater.decompress(inflater.unconsumed_tail, INFLATE_CHUNK_BYTES)
+    rest = inflater.flush()
+    if rest:
+        yield rest
+    if not inflater.eof:
+        raise ValueError("the stored graph's gzip stream is truncated")
+
+
+INFLATE_CHUNK_BYTES = 4 << 20
 
 
 def node_index(graph: dict[str, Any]) -> dict[str, bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from attrgraph.api import jobs
 from attrgraph.api.deps import ServicesDep, StoreDep
@@ -69,14 +70,19 @@ async def get_graph(graph_id: GraphId, request: Request, store: StoreDep) -> Res
     etag = f'"{graph_id}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
-    compressed = await store.get_compressed(graph_id)
-    if compressed is None:
+    stored = await store.open_compressed(graph_id)
+    if stored is None:
         raise not_found(f"no graph {graph_id}")
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Vary": "Accept-Encoding"}
+    # Streamed a piece at a time from Redis (and inflated a piece at a time for a client that does
+    # not take gzip): the API never holds a whole graph, however large.
     if "gzip" in request.headers.get("accept-encoding", "").lower():
         headers["Content-Encoding"] = "gzip"
-        return Response(compressed, media_type="application/json", headers=headers)
-    return Response(stored_graph.decompress(compressed), media_type="application/json", headers=headers)
+        headers["Content-Length"] = str(stored.size)  # a body cut short by an eviction shows
+        return StreamingResponse(stored.chunks(), media_type="application/json", headers=headers)
+    return StreamingResponse(
+        stored_graph.decompress_chunks(stored.chunks()), media_type="application/json", headers=headers
+    )
 
 
 @router.get("/{graph_id}/summary", response_model=GraphSummary, responses=ERRORS)
