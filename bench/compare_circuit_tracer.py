@@ -408,6 +408,29 @@ def _fmt_ratio(rec: RunRecord, key: str) -> str:
     return "-"
 
 
+def _transcoder_width(transcoders: Path) -> str:
+    """Features per layer, read from layer 0's encoder bias (circuit-tracer layout)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(transcoders / "layer_0.safetensors"), framework="np") as f:
+            return f"{f.get_slice('b_enc').get_shape()[0]:,}"
+    except (OSError, KeyError):
+        return "?"
+
+
+def _active_per_token(records: list[RunRecord]) -> str:
+    """', about N active per token and layer', from the shortest all-features run (BOS excluded)."""
+    full = [r for r in records if r.max_feature_nodes is None and r.comparison]
+    if not full:
+        return ""
+    rec = min(full, key=lambda r: r.n_tokens)
+    n_features = (rec.comparison or {}).get("features", {}).get("ag_active")
+    if not isinstance(n_features, int):
+        return ""
+    return f", about {n_features / ((rec.n_tokens - 1) * 6):.0f} active per token and layer"
+
+
 def markdown(records: list[RunRecord], args: argparse.Namespace, command: str) -> str:
     today = dt.date.today().isoformat()
     ct_version = next((r.ct["version"] for r in records if "version" in r.ct), "0.5.0")
@@ -421,7 +444,9 @@ def markdown(records: list[RunRecord], args: argparse.Namespace, command: str) -
         "",
         f"Model and transcoders: `{_rel(args.model)}`, `{_rel(args.transcoders)}` (built by "
         "`bench/make_fixture.py`: GPT-2 architecture, 6 layers, d_model 256, 4 heads, vocabulary 1024, "
-        "per-layer JumpReLU transcoders with 2048 features, about 40 active per token and layer). "
+        f"per-layer JumpReLU transcoders with {_transcoder_width(args.transcoders)} features per layer"
+        + _active_per_token(records)
+        + "). "
         f"Settings for both: max_n_logits={args.max_n_logits}, desired_logit_prob={args.desired_logit_prob}, "
         f"batch_size={args.batch_size}, float32, CPU"
         + (

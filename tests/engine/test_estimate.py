@@ -31,12 +31,16 @@ SHAPE = TraceShape(
 
 
 def test_estimate_grows_with_prompt_nodes_and_batch() -> None:
-    base = TraceSettings(max_feature_nodes=4096, batch_size=64)
+    base = TraceSettings(max_feature_nodes=4096, batch_size=64, pass_memory_mb=None)
     sizes = [estimate(SHAPE, n, base).peak_bytes for n in (16, 64, 256, 1024, 2048)]
     assert sizes == sorted(sizes) and sizes[0] > SHAPE.model_bytes + SHAPE.transcoder_bytes
     more_nodes = estimate(SHAPE, 1024, replace(base, max_feature_nodes=16384))
     bigger_batch = estimate(SHAPE, 1024, replace(base, batch_size=256))
     assert more_nodes.peak_bytes > sizes[3] and bigger_batch.peak_bytes > sizes[3]
+    # With the per-pass cap, a bigger batch runs as more passes: its memory stops growing at the cap.
+    capped = replace(base, pass_memory_mb=1024)
+    batch_terms = [estimate(SHAPE, 1024, capped, batch_size=b).memory_terms["batch"] for b in (1, 64, 256)]
+    assert batch_terms[0] < batch_terms[1] == batch_terms[2] <= 1024 * 2**20
     times = [estimate(SHAPE, n, base).seconds for n in (256, 1024, 2048)]
     assert times == sorted(times)
     # Prompts longer than 2 x d_model: the attention mix of the backward passes (positions^2 per
@@ -58,7 +62,7 @@ def test_a_trace_that_does_not_fit_says_which_setting_to_change() -> None:
 
 
 def test_the_chosen_batch_is_the_largest_that_fits() -> None:
-    settings = TraceSettings(max_feature_nodes=4096)
+    settings = TraceSettings(max_feature_nodes=4096, pass_memory_mb=None)
     at = {b: estimate(SHAPE, 1024, settings, batch_size=b).peak_bytes for b in (8, 16, 256)}
     budget = int((at[8] + at[16]) / 2 / 0.9)  # 8 fits the headroom, 16 does not
     assert choose_batch_size(SHAPE, 1024, settings, budget) == 8

@@ -35,22 +35,23 @@ from typing import Any, Protocol
 
 import torch
 
+from attrgraph.engine.rows import LINEAR_TEMPORARIES, PASS_ROW_BYTES
+
 # -- calibration constants (bench/estimate_accuracy.py; docs/benchmarks.md "Estimates") ---------
 PROCESS_BYTES_CPU = 400 * 2**20  # RSS of a Python process with torch + transformers, less weights
 FORWARD_VECTORS = 14  # d_model-sized float32 vectors kept per layer and position by the forward pass
-PATTERN_COPIES = 2  # frozen attention patterns: recorded for replay + saved by autograd
+PATTERN_COPIES = 2  # frozen attention patterns: recorded (and saved by autograd) + the softmax's
 DENSE_COPIES = 2  # dense activations + the pre-activations they came from
 DECODER_PADDING = 1.5  # padded decoder blocks: positions x max features per position
-# d_model-sized float32 vectors per layer, position and batch row of a backward pass (feature batches
-# run through the layers below their target only, and are split by layer: often under `batch_size`)
-BATCH_VECTORS = 2
-ROW_BYTES = 24  # bytes per batch row and column: the dense row, |row|, float64 sums, kept mask
-EDGE_BYTES = 24  # bytes per edge at the peak: 12 stored + copies while re-ranking / building
-FEATURE_ROW_FILL = 0.3  # a feature row's nonzero fraction of the columns (earlier layers, positions)
-# Effective throughput of the backward passes. CPU: fitted on 2 shared cores (docs/benchmarks.md);
-# CUDA: a guess, not measured (bench/gpu/ measures it).
-FLOPS_PER_S = {"cpu": 5e9, "cuda": 2e12}
-SECONDS_PER_BATCH = {"cpu": 0.12, "cuda": 0.01}  # fixed cost per backward batch (Python, top-k, copies)
+PASS_FILL = 0.6  # the largest pass's share of the per-pass cap (feature batches are shallower)
+EDGE_BYTES = 24  # bytes per edge at the peak: 20 stored + temporaries while re-ranking
+CHOSEN_ROW_EDGES = 1024  # edges kept by a row of an influence-chosen feature
+# Effective throughput of the backward passes. CPU: fitted on 2 cores (docs/benchmarks.md); the
+# attention mix's products have a long inner dimension (positions) and run nearer the peak than the
+# head-sized projections. CUDA: a guess, not measured (bench/gpu/ measures it).
+FLOPS_PER_S = {"cpu": 6.7e10, "cuda": 2e13}
+ATTENTION_FLOPS_PER_S = {"cpu": 1.1e11, "cuda": 2e13}
+SECONDS_PER_BATCH = {"cpu": 0.01, "cuda": 0.002}  # fixed cost per backward batch (Python, top-k, copies)
 HEADROOM = 0.9  # plan to use at most this share of the budget
 
 
@@ -65,6 +66,8 @@ class EstimateSettings(Protocol):
     def batch_size(self) -> int | None: ...
     @property
     def max_edges_per_target(self) -> int | None: ...
+    @property
+    def pass_memory_mb(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -187,15 +190,25 @@ def estimate(
     n_logits = settings.max_n_logits
     n_cols = n_feat + L * pos + pos
     cap = settings.max_edges_per_target or n_cols
-    n_edges = int(n_logits * min(cap, n_cols) + nodes * min(cap, FEATURE_ROW_FILL * n_cols))
+    # A feature row reaches the layers below it at positions up to its own: a quarter of the columns
+    # on average over every feature; influence-first exploration favours shallow features, whose rows
+    # are shorter still (about CHOSEN_ROW_EDGES on the benchmark fixtures).
+    reach = 0.25 * n_cols if nodes >= n_feat else min(0.25 * n_cols, CHOSEN_ROW_EDGES)
+    n_edges = int(n_logits * min(cap, n_cols) + nodes * min(cap, reach))
 
+    # One backward pass: per target the gradients at every write site below it and a few more
+    # (rows.py's LINEAR_TEMPORARIES), and its dense row with copies; `pass_memory_mb` caps a pass
+    # (a batch runs as several passes when one would exceed it).
+    per_target = pos * d * 4 * (L + 1 + LINEAR_TEMPORARIES) + PASS_ROW_BYTES * n_cols
+    pass_budget = getattr(settings, "pass_memory_mb", None)
+    per_pass = batch if pass_budget is None else min(batch, max(1, (int(pass_budget) << 20) // per_target))
     memory = {
         "weights": s.model_bytes + s.transcoder_bytes,
         "process": PROCESS_BYTES_CPU if s.device == "cpu" else 0,
         "forward": int(L * pos * d * 4 * FORWARD_VECTORS + L * s.n_heads * pos * pos * 4 * PATTERN_COPIES),
         "dense": int(L * pos * s.d_transcoder * s.compute_bytes * DENSE_COPIES),
         "decoders": int(n_feat * n_out * d * 4 * DECODER_PADDING),
-        "batch": int(batch * (L * pos * d * 4 * BATCH_VECTORS + n_cols * ROW_BYTES)),
+        "batch": int(per_pass * per_target * PASS_FILL),
         "edges": n_edges * EDGE_BYTES,
     }
     # The dense activations are freed before the rows start: the peak is the larger phase.
@@ -204,16 +217,26 @@ def estimate(
     base = memory["weights"] + memory["process"] + memory["forward"]
     peak = base + max(encode_phase, rows_phase)
 
-    rows = n_logits + nodes
-    mean_depth = L if nodes == 0 else (n_logits * L + nodes * L / 2) / rows
+    # Work, in multiply-adds x 2, of the linear backward (engine/linear_backward.py): per row and
+    # layer crossed, the value and output projections (4 x positions x d_model^2) and the frozen
+    # attention mix (2 x positions^2 x d_model), over positions up to the row's own; then the edge
+    # products and the dense row's passes. Logit rows cross every layer at every position; feature
+    # rows on average half the layers and, at a uniform position p, p and p^2 (pos/2 and pos^2/3).
+    feature_depth = L / 2
     time_terms = {
-        "attention (rows x positions^2)": 2.0 * rows * mean_depth * pos * pos * d,
-        "projections (rows x positions x d_model^2)": 4.0 * rows * mean_depth * pos * d * d,
-        "edges (rows x active features)": 2.0 * rows * n_feat / 2 * n_out * d + 8.0 * rows * n_cols,
+        "attention (rows x positions^2)": 2.0 * d * (n_logits * L * pos**2 + nodes * feature_depth * pos**2 / 3),
+        "projections (rows x positions x d_model^2)": 4.0
+        * d
+        * d
+        * (n_logits * L * pos + nodes * feature_depth * pos / 2),
+        "edges (rows x active features)": (n_logits + nodes / 2) * (2.0 * n_feat * n_out * d + 16.0 * n_cols),
         "forward": 2.0 * pos * (s.model_bytes / s.compute_bytes + L * s.d_transcoder * d),
     }
     kind = "cuda" if s.device.startswith("cuda") else "cpu"
-    seconds_terms = {k: v / FLOPS_PER_S[kind] for k, v in time_terms.items()}
+    seconds_terms = {
+        k: v / (ATTENTION_FLOPS_PER_S if k.startswith("attention") else FLOPS_PER_S)[kind]
+        for k, v in time_terms.items()
+    }
     n_batches = -(-n_logits // batch) + -(-nodes // batch) + L
     seconds_terms["per-batch overhead"] = n_batches * SECONDS_PER_BATCH[kind]
     return Estimate(

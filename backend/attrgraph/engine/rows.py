@@ -225,7 +225,7 @@ class RowBuilder:
         vectors = min(layer, self.n_layers) + 1 + temporaries
         element = 4 if self.backward is not None else resid.element_size()
         per_target = self.n_pos * int(resid.shape[-1]) * max(element, resid.element_size()) * vectors
-        per_target += 16 * self.n_cols
+        per_target += PASS_ROW_BYTES * self.n_cols
         return max(1, min(batch, (int(budget) << 20) // per_target))
 
     def _rows_pass(self, layer: int, positions: Tensor, vectors: Tensor, keys: list[int]) -> None:
@@ -482,6 +482,7 @@ _SMALLEST_POSITIVE = float(torch.finfo(torch.float32).smallest_normal) * 2.0**-2
 # d_model vectors per position and target held by a backward pass besides its gradients.
 LINEAR_TEMPORARIES = 2  # the layer being accumulated, the float32 copies of the edge products
 AUTOGRAD_TEMPORARIES = 8  # the injection and autograd's intermediates
+PASS_ROW_BYTES = 16  # per target and column: the dense row, its transpose, |row| and the keep mask
 
 
 @dataclass
