@@ -222,13 +222,10 @@ def estimate(
     # attention mix (2 x positions^2 x d_model), over positions up to the row's own; then the edge
     # products and the dense row's passes. Logit rows cross every layer at every position; feature
     # rows on average half the layers and, at a uniform position p, p and p^2 (pos/2 and pos^2/3).
-    feature_depth = L / 2
+    depth = L / 2  # a feature row's mean layers crossed
     time_terms = {
-        "attention (rows x positions^2)": 2.0 * d * (n_logits * L * pos**2 + nodes * feature_depth * pos**2 / 3),
-        "projections (rows x positions x d_model^2)": 4.0
-        * d
-        * d
-        * (n_logits * L * pos + nodes * feature_depth * pos / 2),
+        "attention (rows x positions^2)": 2.0 * d * pos**2 * (n_logits * L + nodes * depth / 3),
+        "projections (rows x positions x d_model^2)": 4.0 * d * d * pos * (n_logits * L + nodes * depth / 2),
         "edges (rows x active features)": (n_logits + nodes / 2) * (2.0 * n_feat * n_out * d + 16.0 * n_cols),
         "forward": 2.0 * pos * (s.model_bytes / s.compute_bytes + L * s.d_transcoder * d),
     }
