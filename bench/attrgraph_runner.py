@@ -114,7 +114,7 @@ def main() -> None:
         "load_seconds": load_s,
         "rss_before_attribute_mib": rss_before_kib / 1024,
         "peak_rss_mib": hwm_kib / 1024,
-        "stats": {k: v for k, v in graph.stats.items() if isinstance(v, int | float)},
+        "stats": {k: v for k, v in graph.stats.items() if isinstance(v, int | float | str)},
     }
     Path(f"{args.out}.meta.json").write_text(json.dumps(meta))
 
