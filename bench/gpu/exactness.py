@@ -1,10 +1,11 @@
 """The engine's exactness checks on CUDA, in float32 and bfloat16 (bench/gpu/run.sh runs this).
 
 For every family of the tiny test models x every transcoder kind: the replacement model reproduces
-the logits and every target's completeness (edges + bias + unexplored = value) holds, as
-tests/engine/test_attribution.py checks on CPU. float32 must meet the CPU tests' tolerance (1e-4);
-bfloat16 is reported, with a loose bound (its rounding is 8 bits of mantissa). Writes one JSON line
-per case to OUT/exactness.jsonl and exits 1 if a float32 case fails.
+the logits, every target's completeness (edges + bias + unexplored = value) holds, as
+tests/engine/test_attribution.py checks on CPU, and the trace used the linear backward. float32
+must meet the CPU tests' tolerance (1e-4); bfloat16 is reported, with a loose bound (its rounding is
+8 bits of mantissa). Writes one JSON line per case to OUT/exactness.jsonl and exits 1 if a float32
+case fails.
 
     PYTHONPATH=.:backend python bench/gpu/exactness.py OUT_DIR
 """
@@ -56,7 +57,10 @@ def main() -> int:
                         lm, tc, PROMPTS[2], settings=TraceSettings(max_edges_per_target=None, batch_size=32)
                     )
                     completeness = float(completeness_errors(graph).max())
-                    ok = max(logits_error, completeness) <= TOLERANCE[dtype]
+                    # On CUDA too the written-out backward must agree with autograd and be the one used
+                    # (a fallback would hide a device or dtype problem in engine/linear_backward.py).
+                    backward = str(graph.stats.get("backward"))
+                    ok = max(logits_error, completeness) <= TOLERANCE[dtype] and backward == "linear"
                     failed += int(not ok and dtype == torch.float32)
                     row = {
                         "dtype": str(dtype).removeprefix("torch."),
@@ -64,6 +68,7 @@ def main() -> int:
                         "kind": kind,
                         "logits_max_abs_error": logits_error,
                         "completeness_max_rel_error": completeness,
+                        "backward": backward,
                         "ok": ok,
                         "seconds": round(time.perf_counter() - started, 3),
                     }
