@@ -83,7 +83,7 @@ class LinearBackward:
             mlp_norm = adapter.pre_mlp_norms[index]
             if weights is None or input_norm is None or id(input_norm) not in frozen.norm_scales:
                 return None
-            if mlp_norm is None or id(mlp_norm) not in frozen.norm_scales:
+            if id(mlp_norm) not in frozen.norm_scales:
                 return None
             if post_norm is not None and id(post_norm) not in frozen.norm_scales:
                 return None
@@ -165,7 +165,8 @@ class LinearBackward:
         return torch.addcmul(g_after, through, spec.mlp_scale[:last, None, None])
 
     def _attention(self, index: int, g_mid: Tensor, last: int) -> Tensor:
-        """The gradient entering layer `index` from its resid_mid gradient (accumulated in place)."""
+        """The gradient entering layer `index` from its resid_mid gradient: g_mid plus every head's
+        path (a new tensor; g_mid may be another layer's write-site gradient, so it stays)."""
         spec = self.layers[index]
         batch, d_model = int(g_mid.shape[1]), int(g_mid.shape[2])
         # Per head: mix[k, q] = in_scale[k] * pattern[q, k] * post_scale[q], for q, k < last.
