@@ -100,3 +100,26 @@ def test_a_disagreeing_backward_is_not_used(model_root: Path, monkeypatch: pytes
     monkeypatch.setattr(LinearBackward, "gradients", skewed)
     builder = _builder("gemma2", "relu", model_root)
     assert builder.backward is None
+
+
+def test_weights_that_require_grad_trace_to_plain_numbers(model_root: Path) -> None:
+    """A model or transcoders being trained (the demo build traces them) leave no autograd history
+    in the graph, on either path."""
+    lm = tiny_lm("gpt2", model_root, torch.float32)
+    cfg = lm.model.config
+    tc = random_transcoders(
+        "jumprelu_skip", n_layers=cfg.num_hidden_layers, d_model=cfg.hidden_size, seed=9, dtype=torch.float32
+    )
+    for parameter in lm.model.parameters():
+        parameter.requires_grad_(True)
+    for layer in range(tc.n_layers):
+        for tensor in vars(tc.layer(layer)).values():
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+                tensor.requires_grad_(True)
+    try:
+        graph = trace(lm, tc, PROMPTS[0], settings=TraceSettings(batch_size=16, max_edges_per_target=64))
+    finally:
+        for parameter in lm.model.parameters():
+            parameter.requires_grad_(False)
+    assert graph.stats["backward"] == "linear"
+    assert not graph.weights.requires_grad and graph.weights.numel() > 0

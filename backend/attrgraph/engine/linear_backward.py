@@ -59,6 +59,7 @@ class LinearBackward:
         self.dtype = final_map.dtype
 
     @classmethod
+    @torch.no_grad()
     def build(
         cls, adapter: ModelAdapter, transcoders: TranscoderSet, frozen: FrozenState, dtype: torch.dtype
     ) -> LinearBackward | None:
@@ -129,6 +130,7 @@ class LinearBackward:
         final_map = _gain_and_centring(norm_spec(final), adapter.d_model).to(dtype)
         return cls(layers, site_maps, final_map, _scale(frozen, final))
 
+    @torch.no_grad()
     def gradients(self, layer: int, positions: Tensor, vectors: Tensor, last: int) -> list[Tensor]:
         """Gradients of targets reading `vectors` (B, d_model) at (`layer`, `positions`); layer
         n_layers means the final norm's output (logits). Only positions < `last` (past every

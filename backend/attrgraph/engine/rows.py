@@ -233,6 +233,15 @@ class RowBuilder:
         # sources there have no edges and their dot products are skipped.
         last = int(positions.max()) + 1
         grads = self._gradients(layer, positions, vectors, last)  # each (last, B, d_model)
+        # Edges are plain numbers: no autograd history, even when the weights require grad (a model
+        # or transcoders being trained, as in the demo build), and in-place buffers need that.
+        with torch.no_grad():
+            self._edge_rows(layer, positions, keys, last, grads)
+
+    def _edge_rows(
+        self, layer: int, positions: Tensor, keys: list[int], last: int, grads: list[Tensor]
+    ) -> None:
+        """The dense rows of one pass from its gradients, stored sparse."""
         batch = len(keys)
         # Filled column by column (each source block is a contiguous (n, B) slab), then turned into
         # rows by one blocked transpose: cheaper than writing every block transposed.
@@ -501,6 +510,7 @@ class _PaddedDecoders:
     before: Tensor  # (pos + 1,) features at positions < p
 
     @classmethod
+    @torch.no_grad()
     def build(cls, tc: TranscoderSet, layer: int, acts: Any, error: Tensor, n_pos: int) -> _PaddedDecoders:
         n = int(acts.features.shape[0])
         n_out = int(tc.layer(layer).W_dec.shape[1])  # 1, or n_layers - layer for a cross-layer set
