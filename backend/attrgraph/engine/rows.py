@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from attrgraph.engine.decoder_blocks import PaddedDecoders
 from attrgraph.engine.graph import Graph, LogitTarget
 from attrgraph.engine.linear_backward import LinearBackward
 from attrgraph.engine.replacement import ForwardCache, ReplacementModel
+from attrgraph.engine.row_buffers import EdgeStore, Workspace, nonzero_entries
 from attrgraph.engine.targets import target_biases, target_directions
-from attrgraph.engine.transcoders.base import TranscoderSet
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -92,15 +92,15 @@ class RowBuilder:
             error[: cache.excluded_positions] = 0
         # Built once per trace: every source's write vectors, grouped by position (slot 0 = error).
         self.decoders = [
-            _PaddedDecoders.build(tc, layer, a, errors[layer], self.n_pos) for layer, a in enumerate(acts)
+            PaddedDecoders.build(tc, layer, a, errors[layer], self.n_pos) for layer, a in enumerate(acts)
         ]
         self.token_embeddings = cache.token_embeddings.float()  # (pos, d_model)
         self.directions = target_directions(rm.adapter.unembed_weight, targets).to(cache.final_hidden.device)
         self.visited = torch.zeros(self.n_feat, dtype=torch.bool)
-        self.edges = _EdgeStore(self._edge_bound())  # [target key, source column] pairs, weights
+        self.edges = EdgeStore(self._edge_bound())  # [target key, source column] pairs, weights
         self.row_info: dict[int, tuple[float, float, float]] = {}  # key -> (value, abs total, row sum)
         self.backward = self._linear_backward()
-        self.workspace = _Workspace()
+        self.workspace = Workspace()
 
     def _linear_backward(self) -> LinearBackward | None:
         """The written-out backward pass when this model's layout is known and it agrees with
@@ -327,14 +327,14 @@ class RowBuilder:
                 abs_rows, threshold, out=self.workspace.get("keep", rows.shape, torch.bool, rows.device)
             )
             del abs_rows
-            flat, row_idx, cols = _nonzero_entries(keep)
+            flat, row_idx, cols = nonzero_entries(keep)
             over = torch.bincount(row_idx, minlength=rows.shape[0]) > cap
             if bool(over.any()):
                 rows_over = over.nonzero(as_tuple=True)[0]
                 exact = torch.zeros_like(keep[rows_over])
                 exact.scatter_(1, rows[rows_over].abs().topk(cap, dim=1).indices, True)
                 keep[rows_over] = exact & keep[rows_over]
-                flat, row_idx, cols = _nonzero_entries(keep)
+                flat, row_idx, cols = nonzero_entries(keep)
             vals = rows.view(-1)[row_idx * rows.shape[1] + cols]
             # What a capped row drops, summed directly (no cancellation between two large sums).
             if capped.numel() == rows.shape[0]:
@@ -343,7 +343,7 @@ class RowBuilder:
                 dropped[capped.cpu()] = rows[capped].masked_fill_(keep[capped], 0).sum(1).double().cpu()
         else:
             del abs_rows
-            flat, row_idx, cols = _nonzero_entries(rows)
+            flat, row_idx, cols = nonzero_entries(rows)
             vals = rows.view(-1)[flat]
         # Dense columns -> build keys.
         self.edges.append(
@@ -492,119 +492,6 @@ _SMALLEST_POSITIVE = float(torch.finfo(torch.float32).smallest_normal) * 2.0**-2
 LINEAR_TEMPORARIES = 2  # the layer being accumulated, the float32 copies of the edge products
 AUTOGRAD_TEMPORARIES = 8  # the injection and autograd's intermediates
 PASS_ROW_BYTES = 16  # per target and column: the dense row, its transpose, |row| and the keep mask
-
-
-@dataclass
-class _PaddedDecoders:
-    """One source layer's write vectors, padded per position: slot 0 holds the error vector (which
-    writes to its own layer only), slots 1.. the active features' decoder vectors scaled by activation.
-
-    blocks: (pos, 1 + max_per_pos, n_out, d_model). Grouping by position turns "dot every source's
-    write with the gradient at its own position" into one batched matmul per output layer, errors
-    included.
-    """
-
-    blocks: Tensor
-    positions: Tensor  # (n,) position of each active feature (non-decreasing)
-    slots: Tensor  # (n,) its slot within that position (>= 1)
-    before: Tensor  # (pos + 1,) features at positions < p
-
-    @classmethod
-    @torch.no_grad()
-    def build(cls, tc: TranscoderSet, layer: int, acts: Any, error: Tensor, n_pos: int) -> _PaddedDecoders:
-        n = int(acts.features.shape[0])
-        n_out = int(tc.layer(layer).W_dec.shape[1])  # 1, or n_layers - layer for a cross-layer set
-        counts = torch.bincount(acts.positions, minlength=n_pos)
-        width = 1 + (int(counts.max()) if n else 0)
-        blocks = error.new_zeros((n_pos, width, n_out, error.shape[-1]))
-        blocks[:, 0, 0] = error
-        starts = counts.cumsum(0) - counts
-        slots = torch.arange(n, device=acts.positions.device) - starts[acts.positions] + 1
-        if n:
-            scaled = tc.decoder_vectors(layer, acts.features).float() * acts.values.float()[:, None, None]
-            blocks[acts.positions, slots] = scaled[:, :n_out]
-        before = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        return cls(blocks, acts.positions, slots, before)
-
-    def edges(self, grads: list[Tensor], last: int) -> tuple[Tensor, Tensor]:
-        """grads[o]: (last, B, d_model) at output layer source+o -> edge weights from the features
-        at positions < last (n, B) and from the errors (last, B)."""
-        total: Tensor | None = None
-        for o, g in enumerate(grads[: self.blocks.shape[2]]):
-            # (last, slots, d) @ (last, d, B) -> (last, slots, B): each edge row is a contiguous B.
-            part = torch.bmm(self.blocks[:last, :, o], g.transpose(1, 2))
-            total = part if total is None else total.add_(part)
-        assert total is not None
-        n = int(self.before[last])
-        return total[self.positions[:n], self.slots[:n]], total[:, 0]
-
-
-class _EdgeStore:
-    """Kept edges as rows are computed, already in the graph's layout: (n, 2) int64 [target key,
-    source column] pairs and float32 weights, so the graph is built in place rather than by
-    concatenating copies (each a fresh gigabyte at tens of millions of edges: memory and page faults).
-
-    The first buffers are sized from an upper bound on the trace's edges (at most INITIAL_EDGES):
-    pages never written cost no memory. A buffer that fills up is replaced by one twice as large.
-    """
-
-    INITIAL_EDGES = 1 << 26
-
-    def __init__(self, bound: int) -> None:
-        capacity = max(1, min(bound, self.INITIAL_EDGES))
-        self.pairs = torch.empty((capacity, 2), dtype=torch.long)
-        self.weights = torch.empty(capacity)
-        self.size = 0
-
-    def append(self, keys: Tensor, cols: Tensor, vals: Tensor) -> None:
-        end = self.size + int(cols.numel())
-        if end > self.pairs.shape[0]:
-            capacity = max(end, 2 * int(self.pairs.shape[0]))
-            pairs, weights = torch.empty((capacity, 2), dtype=torch.long), torch.empty(capacity)
-            pairs[: self.size] = self.pairs[: self.size]
-            weights[: self.size] = self.weights[: self.size]
-            self.pairs, self.weights = pairs, weights
-        self.pairs[self.size : end, 0] = keys
-        self.pairs[self.size : end, 1] = cols
-        self.weights[self.size : end] = vals
-        self.size = end
-
-    def filled(self) -> tuple[Tensor, Tensor]:
-        """Views of the stored pairs (n, 2) and weights (n,)."""
-        return self.pairs[: self.size], self.weights[: self.size]
-
-
-class _Workspace:
-    """Buffers reused by every backward pass of a trace, as views of the size each pass needs.
-
-    A fresh multi-megabyte tensor per pass costs more in page faults than in arithmetic on CPU: the
-    allocator hands large blocks back to the system when they are freed and gets zeroed pages
-    again for the next pass.
-    """
-
-    def __init__(self) -> None:
-        self._buffers: dict[str, Tensor] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-        size = 1
-        for extent in shape:
-            size *= extent
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.numel() < size or buffer.dtype != dtype or buffer.device != device:
-            self._buffers.pop(name, None)  # freed before the larger one is allocated
-            buffer = self._buffers[name] = torch.empty(size, dtype=dtype, device=device)
-        return buffer[:size].view(shape)
-
-    def clear(self) -> None:
-        self._buffers.clear()
-
-
-def _nonzero_entries(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Flat indices, rows and columns of a contiguous matrix's nonzero entries, row-major (rows stay
-    together): one flat nonzero, cheaper than the two-column form."""
-    flat = matrix.view(-1).nonzero().squeeze(1)
-    rows = torch.div(flat, matrix.shape[1], rounding_mode="floor")
-    return flat, rows, flat - rows * matrix.shape[1]
 
 
 def _grad_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
