@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import torch
 
-from attrgraph.engine.rows import LINEAR_TEMPORARIES, PASS_ROW_BYTES
+from attrgraph.engine.rows import LINEAR_TEMPORARIES, pass_bytes_per_target, targets_per_pass
 
 # -- calibration constants (bench/estimate_accuracy.py; docs/benchmarks.md "Estimates") ---------
 PROCESS_BYTES_CPU = 400 * 2**20  # RSS of a Python process with torch + transformers, less weights
@@ -199,9 +199,10 @@ def estimate(
     # One backward pass: per target the gradients at every write site below it and a few more
     # (rows.py's LINEAR_TEMPORARIES), and its dense row with copies; `pass_memory_mb` caps a pass
     # (a batch runs as several passes when one would exceed it).
-    per_target = pos * d * 4 * (L + 1 + LINEAR_TEMPORARIES) + PASS_ROW_BYTES * n_cols
-    pass_budget = getattr(settings, "pass_memory_mb", None)
-    per_pass = batch if pass_budget is None else min(batch, max(1, (int(pass_budget) << 20) // per_target))
+    per_target = pass_bytes_per_target(
+        n_pos=pos, d_model=d, write_sites=L, n_cols=n_cols, element_size=4, temporaries=LINEAR_TEMPORARIES
+    )
+    per_pass = targets_per_pass(batch, getattr(settings, "pass_memory_mb", None), per_target)
     memory = {
         "weights": s.model_bytes + s.transcoder_bytes,
         "process": PROCESS_BYTES_CPU if s.device == "cpu" else 0,

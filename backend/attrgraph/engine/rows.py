@@ -214,19 +214,20 @@ class RowBuilder:
             self._rows_pass(layer, positions[start:end], vectors[start:end], keys[start:end])
 
     def _targets_per_pass(self, layer: int) -> int:
-        batch = self.settings.batch_size
-        budget = getattr(self.settings, "pass_memory_mb", None)
-        if budget is None:
-            return batch
         resid = self.cache.resid0
-        # Per target: the returned gradients (resid0 and every write site below the target), a few
-        # more (backward intermediates; autograd's injection) and the dense row with its copies.
-        temporaries = LINEAR_TEMPORARIES if self.backward is not None else AUTOGRAD_TEMPORARIES
-        vectors = min(layer, self.n_layers) + 1 + temporaries
-        element = 4 if self.backward is not None else resid.element_size()
-        per_target = self.n_pos * int(resid.shape[-1]) * max(element, resid.element_size()) * vectors
-        per_target += PASS_ROW_BYTES * self.n_cols
-        return max(1, min(batch, (int(budget) << 20) // per_target))
+        linear = self.backward is not None
+        per_target = pass_bytes_per_target(
+            n_pos=self.n_pos,
+            d_model=int(resid.shape[-1]),
+            write_sites=min(layer, self.n_layers),
+            n_cols=self.n_cols,
+            # The linear backward computes half-precision models in float32.
+            element_size=max(4, resid.element_size()) if linear else resid.element_size(),
+            temporaries=LINEAR_TEMPORARIES if linear else AUTOGRAD_TEMPORARIES,
+        )
+        return targets_per_pass(
+            self.settings.batch_size, getattr(self.settings, "pass_memory_mb", None), per_target
+        )
 
     def _rows_pass(self, layer: int, positions: Tensor, vectors: Tensor, keys: list[int]) -> None:
         # Causal attention: nothing at a position after the last target's reaches the targets, so
@@ -304,13 +305,12 @@ class RowBuilder:
         abs_rows = torch.abs(rows, out=self.workspace.get("abs", rows.shape, rows.dtype, rows.device))
         totals = abs_rows.sum(1)
         dropped = torch.zeros(rows.shape[0], dtype=torch.float64)
-        over_cap = (
-            torch.zeros(rows.shape[0], dtype=torch.bool)
-            if cap is None or cap >= rows.shape[1]
-            else torch.ones(rows.shape[0], dtype=torch.bool)
-            if reachable is None
-            else reachable > cap
-        )
+        if cap is None or cap >= rows.shape[1]:
+            over_cap = torch.zeros(rows.shape[0], dtype=torch.bool)
+        elif reachable is None:
+            over_cap = torch.ones(rows.shape[0], dtype=torch.bool)
+        else:
+            over_cap = reachable > cap
         if bool(over_cap.any()):
             assert cap is not None
             # Keep entries at least as large as each row's cap-th largest |value|: a mask, so the
@@ -335,7 +335,7 @@ class RowBuilder:
                 exact.scatter_(1, rows[rows_over].abs().topk(cap, dim=1).indices, True)
                 keep[rows_over] = exact & keep[rows_over]
                 flat, row_idx, cols = nonzero_entries(keep)
-            vals = rows.view(-1)[row_idx * rows.shape[1] + cols]
+            vals = rows.view(-1)[flat]
             # What a capped row drops, summed directly (no cancellation between two large sums).
             if capped.numel() == rows.shape[0]:
                 dropped = rows.masked_fill_(keep, 0).sum(1).double().cpu()
@@ -492,6 +492,22 @@ _SMALLEST_POSITIVE = float(torch.finfo(torch.float32).smallest_normal) * 2.0**-2
 LINEAR_TEMPORARIES = 2  # the layer being accumulated, the float32 copies of the edge products
 AUTOGRAD_TEMPORARIES = 8  # the injection and autograd's intermediates
 PASS_ROW_BYTES = 16  # per target and column: the dense row, its transpose, |row| and the keep mask
+
+
+def pass_bytes_per_target(
+    *, n_pos: int, d_model: int, write_sites: int, n_cols: int, element_size: int, temporaries: int
+) -> int:
+    """Memory one target takes in a backward pass: its gradients at resid0 and at every write site
+    below it, `temporaries` more such vectors, and its dense row with its copies. The estimate
+    (engine/estimate.py) sizes passes with the same formula."""
+    return n_pos * d_model * element_size * (write_sites + 1 + temporaries) + PASS_ROW_BYTES * n_cols
+
+
+def targets_per_pass(batch_size: int, pass_memory_mb: int | None, per_target: int) -> int:
+    """How many of a batch's targets one backward pass takes under `pass_memory_mb` (at least 1)."""
+    if pass_memory_mb is None:
+        return batch_size
+    return max(1, min(batch_size, (int(pass_memory_mb) << 20) // per_target))
 
 
 def _grad_or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
